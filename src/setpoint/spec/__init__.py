@@ -1,0 +1,1 @@
+"""The project spec, ``setpoint.yaml``: its model, loader and starter template."""

@@ -1,0 +1,193 @@
+"""The pydantic model of ``setpoint.yaml``.
+
+Every field has a default where a sensible one exists, so that a spec can be a
+handful of lines. Unknown keys are errors: a typo must not be silently ignored.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "FeatureSpec",
+    "GatePolicy",
+    "ModelRecipe",
+    "ProjectSpec",
+    "SourceSpec",
+    "SplitSpec",
+    "Task",
+    "ThresholdSpec",
+    "TuningSpec",
+    "ValidationPolicy",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Task(StrEnum):
+    BINARY = "binary"
+    MULTICLASS = "multiclass"
+    REGRESSION = "regression"
+
+
+class SourceSpec(_Strict):
+    """Where a dataset comes from: a file (CSV or Parquet) or a SQL query."""
+
+    path: str | None = None
+    format: Literal["csv", "parquet"] | None = None
+    sql: str | None = None
+    url: str | None = Field(default=None, description="SQLAlchemy URL for `sql`.")
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceSpec:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'path' or 'sql'")
+        if self.sql is not None and not self.url:
+            raise ValueError("'sql' needs 'url', the SQLAlchemy URL to run it on")
+        return self
+
+
+class FeatureSpec(_Strict):
+    """Overrides of what schema inference would decide for one column."""
+
+    type: Literal["numeric", "categorical", "boolean", "datetime", "text"] | None = None
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+    nullable: bool | None = None
+    exclude: bool = Field(default=False, description="Keep the column but do not train on it.")
+
+    @model_validator(mode="after")
+    def _range(self) -> FeatureSpec:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class ValidationPolicy(_Strict):
+    """How batches are checked against the schema."""
+
+    max_bad_share: Annotated[float, Field(ge=0, le=1)] = 0.05
+    null_rate_jump: Annotated[float, Field(ge=0, le=1)] = 0.10
+    range_slack: Annotated[float, Field(ge=0)] = 0.0
+    unseen_category: Literal["quarantine", "accept"] = "quarantine"
+    out_of_range: Literal["quarantine", "accept"] = "quarantine"
+    max_categories: Annotated[int, Field(gt=0)] = 1000
+
+
+class SplitSpec(_Strict):
+    """Time-aware split: train on the past, validate and test on later slices."""
+
+    valid_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.15
+    test_from: str | None = Field(
+        default=None, description="Timestamp from which rows form the test set."
+    )
+    test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15
+
+
+class ThresholdSpec(_Strict):
+    """How the binary decision threshold is chosen on validation data."""
+
+    objective: Literal["f1", "recall_at_precision", "fixed"] = "f1"
+    precision: Annotated[float, Field(gt=0, lt=1)] | None = None
+    value: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> ThresholdSpec:
+        if self.objective == "recall_at_precision" and self.precision is None:
+            raise ValueError("objective 'recall_at_precision' needs 'precision'")
+        if self.objective == "fixed" and self.value is None:
+            raise ValueError("objective 'fixed' needs 'value'")
+        return self
+
+
+class TuningSpec(_Strict):
+    """Optional hyper-parameter search with Optuna."""
+
+    trials: Annotated[int, Field(ge=0)] = 0
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+
+
+class ModelRecipe(_Strict):
+    """Preprocessing plus a model family."""
+
+    family: Literal["lightgbm", "linear"] = "lightgbm"
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 42
+    early_stopping_rounds: Annotated[int, Field(ge=0)] = 50
+    class_weight: Literal["balanced", "none"] = "none"
+    calibration: Literal["isotonic", "sigmoid", "none"] = "isotonic"
+    threshold: ThresholdSpec = ThresholdSpec()
+    split: SplitSpec = SplitSpec()
+    tuning: TuningSpec = TuningSpec()
+
+
+class GatePolicy(_Strict):
+    """When a challenger may take the champion alias."""
+
+    margin: float = Field(
+        default=0.0, description="Required lead on the primary metric (lower CI bound)."
+    )
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    bootstrap: Annotated[int, Field(ge=100)] = 1000
+    max_segment_drop: Annotated[float, Field(ge=0)] = 0.05
+    min_segment_rows: Annotated[int, Field(ge=1)] = 200
+    seed: int = 0
+
+
+_CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "recall_at_precision"}
+_REGRESSION_METRICS = {"mae", "rmse"}
+
+
+class ProjectSpec(_Strict):
+    """``setpoint.yaml``."""
+
+    project: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    task: Task
+    target: str
+    timestamp: str | None = None
+    entity: str | None = Field(default=None, description="Unique id column of each row.")
+    sources: dict[str, SourceSpec] = Field(default_factory=dict)
+    features: dict[str, FeatureSpec] = Field(default_factory=dict)
+    segments: list[str] = Field(default_factory=list)
+    model: ModelRecipe = ModelRecipe()
+    metric: str = Field(
+        default="", description="Primary metric; empty picks pr_auc, log_loss or rmse by task."
+    )
+    gate: GatePolicy = GatePolicy()
+    validation: ValidationPolicy = ValidationPolicy()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_metric(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("metric"):
+            default = {"binary": "pr_auc", "multiclass": "log_loss", "regression": "rmse"}
+            data = {**data, "metric": default.get(str(data.get("task")), "pr_auc")}
+        return data
+
+    @model_validator(mode="after")
+    def _metric_fits_task(self) -> ProjectSpec:
+        allowed = _REGRESSION_METRICS if self.task is Task.REGRESSION else _CLASSIFICATION_METRICS
+        if self.task is Task.MULTICLASS:
+            allowed = {"log_loss", "roc_auc", "accuracy", "macro_f1"}
+        if self.metric not in allowed:
+            raise ValueError(
+                f"metric {self.metric!r} does not fit task {self.task.value!r}; "
+                f"choose one of {sorted(allowed)}"
+            )
+        reserved = {self.target, self.timestamp, self.entity} - {None}
+        for name, feature in self.features.items():
+            if name in reserved and not feature.exclude:
+                raise ValueError(f"features.{name}: the target, timestamp and entity are not features")
+        return self
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.metric not in {"log_loss", "brier", "mae", "rmse"}
