@@ -1,0 +1,1 @@
+"""The ``setpoint`` command line: a thin layer of Typer commands over ``setpoint.project``."""

@@ -1,0 +1,1 @@
+"""The quickstart: a real project on the NYC flights 2013 data, with no set-up."""

@@ -1,0 +1,1 @@
+"""The catalog: projects, datasets with their schemas, model versions, aliases and events."""

@@ -1,0 +1,127 @@
+"""``setpoint model``: versions, lineage, aliases, promotion and rollback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from setpoint.cli._console import console, table
+from setpoint.cli._options import ProjectDir, open_project
+
+if TYPE_CHECKING:
+    from setpoint.registry.gate import GateDecision
+    from setpoint.registry.models import ModelVersion
+
+__all__ = ["app", "print_decision", "print_metrics"]
+
+app = typer.Typer(
+    help="Registered model versions, their lineage and aliases; promotion and rollback.",
+    no_args_is_help=True,
+)
+
+
+@app.command("list")
+def list_command(directory: ProjectDir = Path()) -> None:
+    """Every registered version, its primary metric on test, and its aliases."""
+    project = open_project(directory)
+    held: dict[int, list[str]] = {}
+    for alias, number in project.aliases().items():
+        held.setdefault(number, []).append(alias)
+    metric = project.spec.metric
+    rows = [
+        (
+            v.version,
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            v.lineage.get("dataset", {}).get("version"),
+            v.metrics.get("slices", {}).get("test", {}).get(metric),
+            ", ".join(held.get(v.version, [])),
+        )
+        for v in project.versions()
+    ]
+    title = f"Models of {project.name}"
+    console.print(table(title, ["version", "created (UTC)", "data v", f"test {metric}", "aliases"], rows))
+
+
+@app.command("show")
+def show_command(
+    version: Annotated[int, typer.Argument(help="Model version number.", min=1)],
+    directory: ProjectDir = Path(),
+) -> None:
+    """One version: lineage (data, schema, recipe, code, packages), metrics and artifacts."""
+    from setpoint.registry.models import get_version
+
+    project = open_project(directory)
+    v = get_version(project.store, project=project.name, version=version)
+    lineage = v.lineage
+    rows = [
+        ("kind", v.kind),
+        ("created", v.created_at.isoformat()),
+        ("dataset", f"{lineage['dataset']['name']} v{lineage['dataset']['version']}"),
+        ("rows", lineage["dataset"]["rows"]),
+        ("schema", f"v{lineage['schema_version']}"),
+        ("family", lineage["recipe"]["family"]),
+        ("git", lineage["code"].get("git_sha") or "not a git checkout"),
+        *((f"package {k}", val) for k, val in lineage["packages"].items()),
+        *((f"artifact {k}", sha) for k, sha in v.artifacts.items()),
+    ]
+    console.print(table(f"{project.name}@{version}", ["field", "value"], rows))
+    print_metrics(v)
+
+
+@app.command("promote")
+def promote_command(
+    version: Annotated[int, typer.Argument(help="Version to promote to champion.", min=1)],
+    directory: ProjectDir = Path(),
+    reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "",
+    force: Annotated[
+        bool, typer.Option(help="Promote even if the gate fails; the override is recorded.")
+    ] = False,
+) -> None:
+    """Put a version through the promotion gate against the current champion."""
+    project = open_project(directory)
+    decision = project.promote(version, reason=reason, force=force)
+    print_decision(decision)
+
+
+@app.command("rollback")
+def rollback_command(
+    reason: Annotated[str, typer.Option(help="Why, for the audit log.")],
+    directory: ProjectDir = Path(),
+) -> None:
+    """Give 'champion' back to the version that held it before."""
+    project = open_project(directory)
+    previous = project.rollback(reason=reason)
+    console.print(f"champion is {project.name}@{previous} again.")
+
+
+@app.command("history")
+def history_command(
+    directory: ProjectDir = Path(),
+    alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
+) -> None:
+    """Which version held which alias, when, and why."""
+    from setpoint.registry.aliases import alias_history_of
+
+    project = open_project(directory)
+    rows = [
+        (c.at.strftime("%Y-%m-%d %H:%M:%S"), c.alias, c.version, c.previous_version, c.actor, c.reason)
+        for c in alias_history_of(project.store.db, project=project.name, alias=alias)
+    ]
+    columns = ["at (UTC)", "alias", "version", "previous", "by", "reason"]
+    console.print(table(f"Alias history of {project.name}", columns, rows))
+
+
+def print_metrics(version: ModelVersion) -> None:
+    slices = version.metrics.get("slices", {})
+    names = sorted({k for m in slices.values() for k in m})
+    rows = [(name, *(slices[s].get(name) for s in slices)) for name in names]
+    console.print(table("Metrics", ["metric", *slices], rows))
+
+
+def print_decision(decision: GateDecision) -> None:
+    verdict = "[green]passed[/]" if decision.passed else "[red]not passed[/]"
+    console.print(f"Gate for version {decision.challenger}: {verdict}")
+    for reason in decision.reasons:
+        console.print(f"  - {reason}")

@@ -1,0 +1,266 @@
+"""The Python API: one project, its spec and its store. The CLI only wraps this.
+
+>>> from setpoint.project import Project            # doctest: +SKIP
+>>> project = Project.open(".")                     # doctest: +SKIP
+>>> project.ingest("data/january.csv")              # doctest: +SKIP
+>>> outcome = project.train()                       # doctest: +SKIP
+>>> outcome.decision.passed                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from setpoint.errors import ConfigError, NotFoundError, SetpointError
+from setpoint.registry import aliases as alias_ops
+from setpoint.registry.datasets import IngestResult, ingest, latest_schema, load_dataset
+from setpoint.registry.events import Event, list_events
+from setpoint.registry.gate import GateDecision, evaluate_gate, record_gate_decision
+from setpoint.registry.lineage import code_version, package_versions
+from setpoint.registry.models import (
+    ModelVersion,
+    get_version,
+    list_versions,
+    load_artifacts,
+    register_model,
+)
+from setpoint.spec.loader import SPEC_FILE, load_spec
+from setpoint.spec.model import ProjectSpec, Task
+from setpoint.store.workspace import Store
+from setpoint.train.model import TabularModel
+from setpoint.train.split import time_split
+from setpoint.train.trainer import TrainResult, train_model
+
+__all__ = ["Project", "TrainOutcome"]
+
+TABULAR_KIND = "tabular/v1"
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOutcome:
+    """A trained and registered version, and what the gate decided about it."""
+
+    version: ModelVersion
+    result: TrainResult
+    decision: GateDecision
+
+
+class Project:
+    """A project: its validated spec plus the store that holds its state."""
+
+    def __init__(self, spec: ProjectSpec, store: Store, *, root: Path) -> None:
+        self.spec = spec
+        self.store = store
+        self.root = root
+
+    @classmethod
+    def open(cls, root: Path | str = ".", *, spec_path: Path | str | None = None) -> Project:
+        root = Path(root)
+        spec = load_spec(Path(spec_path) if spec_path else root / SPEC_FILE)
+        return cls(spec, Store.open(root), root=root)
+
+    @property
+    def name(self) -> str:
+        return self.spec.project
+
+    # Data ---------------------------------------------------------------------------
+    def ingest(
+        self, source: Any = None, *, name: str = "events", new_schema: bool = False
+    ) -> IngestResult:
+        """Validate and store one batch; ``source`` defaults to ``sources.<name>`` of the spec."""
+        if source is None:
+            if name not in self.spec.sources:
+                raise ConfigError(
+                    f"No source given and the spec has no 'sources.{name}' entry.", dataset=name
+                )
+            source = self.spec.sources[name]
+            if source.path is not None and not Path(source.path).is_absolute():
+                source = source.model_copy(update={"path": str(self.root / source.path)})
+        return ingest(self.store, self.spec, source, name=name, new_schema=new_schema)
+
+    # Training and the gate ------------------------------------------------------------
+    def train(
+        self,
+        *,
+        dataset: str = "events",
+        version: int | None = None,
+        promote: bool = True,
+        progress: Progress | None = None,
+    ) -> TrainOutcome:
+        """Train on a dataset version, register the model, and put it through the gate."""
+        frame, batches = load_dataset(self.store, project=self.name, name=dataset, version=version)
+        schema = latest_schema(self.store, project=self.name)
+        if schema is None:
+            raise NotFoundError(kind="schema", name=self.name, hint="Ingest a dataset first.")
+        features = set(schema.feature_columns)
+        numeric = [c for c in schema.numeric_columns if c in features]
+        categorical = [c for c in schema.categorical_columns if c in features]
+        result = train_model(
+            frame,
+            task=self.spec.task,
+            target=self.spec.target,
+            features_numeric=numeric,
+            features_categorical=categorical,
+            timestamp=self.spec.timestamp,
+            recipe=self.spec.model,
+            segments=self.spec.segments,
+            primary_metric=self.spec.metric,
+            progress=progress,
+        )
+        dataset_version = batches[-1].version
+        lineage = {
+            "dataset": {
+                "name": dataset,
+                "version": dataset_version,
+                "batches": [b.content_hash for b in batches],
+                "rows": len(frame),
+            },
+            "schema_version": schema.version,
+            "recipe": self.spec.model.model_dump(mode="json"),
+            "split": result.split,
+            "code": code_version(self.root),
+            "packages": package_versions(),
+            "timings": result.timings,
+        }
+        registered = register_model(
+            self.store,
+            project=self.name,
+            kind=TABULAR_KIND,
+            files=result.model.to_files(),
+            lineage=lineage,
+            metrics={"slices": result.metrics, "segments": result.segment_metrics},
+            params=result.params,
+        )
+        decision = self._judge(registered, frame=frame, promote=promote)
+        return TrainOutcome(version=registered, result=result, decision=decision)
+
+    def promote(self, version: int, *, reason: str = "", force: bool = False) -> GateDecision:
+        """Put ``version`` through the gate; it becomes champion if it passes (or if forced)."""
+        candidate = get_version(self.store, project=self.name, version=version)
+        name = candidate.lineage["dataset"]["name"]
+        frame, _ = load_dataset(
+            self.store,
+            project=self.name,
+            name=name,
+            version=candidate.lineage["dataset"]["version"],
+        )
+        return self._judge(candidate, frame=frame, promote=True, force=force, reason=reason)
+
+    def rollback(self, *, reason: str) -> int:
+        """Give ``champion`` back to the version that held it before the current one."""
+        history = alias_ops.alias_history_of(self.store.db, project=self.name, alias="champion")
+        current = alias_ops.get_alias(self.store.db, project=self.name, alias="champion")
+        previous = next(
+            (c.previous_version for c in reversed(history) if c.version == current), None
+        )
+        if current is None or previous is None:
+            raise SetpointError("Nothing to roll back to: no earlier champion.", project=self.name)
+        with self.store.db.write() as conn:
+            alias_ops.set_alias(
+                conn,
+                project=self.name,
+                alias="champion",
+                version=previous,
+                reason=f"rollback: {reason}",
+                actor="user",
+            )
+        return previous
+
+    # Reading ----------------------------------------------------------------------
+    def versions(self) -> list[ModelVersion]:
+        return list_versions(self.store, project=self.name)
+
+    def aliases(self) -> dict[str, int]:
+        return alias_ops.list_aliases(self.store.db, project=self.name)
+
+    def events(self, *, kind: str | None = None, limit: int = 100) -> list[Event]:
+        return list_events(self.store.db, project=self.name, kind=kind, limit=limit)
+
+    def load_model(self, ref: int | str = "champion") -> TabularModel:
+        """A registered model, its artifacts checked against their sha256 first."""
+        if isinstance(ref, str):
+            number = alias_ops.get_alias(self.store.db, project=self.name, alias=ref)
+            if number is None:
+                raise NotFoundError(kind="alias", name=ref, hint="Train and promote a model first.")
+            ref = number
+        version = get_version(self.store, project=self.name, version=ref)
+        if version.kind != TABULAR_KIND:
+            raise ConfigError(
+                f"Model {self.name}@{ref} is a {version.kind!r} model, not a tabular one.",
+                kind=version.kind,
+            )
+        return TabularModel.from_files(load_artifacts(self.store, version))
+
+    # Internals ------------------------------------------------------------------------
+    def _judge(
+        self,
+        candidate: ModelVersion,
+        *,
+        frame: pd.DataFrame,
+        promote: bool,
+        force: bool = False,
+        reason: str = "",
+    ) -> GateDecision:
+        holdout = self._holdout(frame)
+        y = self._labels(holdout)
+        challenger = self.load_model(candidate.version)
+        champion_number = alias_ops.get_alias(self.store.db, project=self.name, alias="champion")
+        champion_scores = None
+        if champion_number is not None and champion_number != candidate.version:
+            champion_scores = self._scores(self.load_model(champion_number), holdout)
+        elif champion_number == candidate.version:
+            champion_number = None
+        decision = evaluate_gate(
+            y,
+            champion_scores,
+            self._scores(challenger, holdout),
+            metric=self.spec.metric,
+            policy=self.spec.gate,
+            challenger=candidate.version,
+            champion=champion_number,
+            segments=holdout[self.spec.segments] if self.spec.segments else None,
+        )
+        with self.store.db.write() as conn:
+            record_gate_decision(conn, project=self.name, decision=decision)
+            if promote and (decision.passed or force):
+                why = reason or "; ".join(decision.reasons)
+                if force and not decision.passed:
+                    why = f"forced past a failed gate: {why}"
+                alias_ops.set_alias(
+                    conn,
+                    project=self.name,
+                    alias="champion",
+                    version=candidate.version,
+                    reason=why,
+                    actor="user" if force else "gate",
+                )
+            elif promote:
+                alias_ops.set_alias(
+                    conn,
+                    project=self.name,
+                    alias="challenger",
+                    version=candidate.version,
+                    reason="gate not passed: " + "; ".join(decision.reasons),
+                    actor="gate",
+                )
+        return decision
+
+    def _holdout(self, frame: pd.DataFrame) -> pd.DataFrame:
+        split = time_split(frame, timestamp=self.spec.timestamp, split=self.spec.model.split)
+        return frame.iloc[split.test].reset_index(drop=True)
+
+    def _labels(self, holdout: pd.DataFrame) -> np.ndarray:
+        y = holdout[self.spec.target]
+        if self.spec.task is Task.REGRESSION:
+            return y.to_numpy(dtype="float64")
+        return y.to_numpy()
+
+    def _scores(self, model: TabularModel, holdout: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict_scores(holdout))

@@ -1,0 +1,275 @@
+"""Datasets: validated batches, versioned by content, stored as Parquet.
+
+A dataset is a sequence of batches; version N is batches 1..N together. The
+first batch of a project infers the schema; every later batch is validated
+against the newest schema. Bad rows go to the quarantine table with their
+reasons, and a batch with too many bad rows is refused whole.
+
+Ingesting writes the Parquet blob first, then the schema, the dataset row, the
+quarantine rows and the event in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from setpoint._json import jsonable
+from setpoint.data.schema import Schema, infer_schema
+from setpoint.data.sources import read_source
+from setpoint.data.validate import ValidationReport, validate_batch
+from setpoint.errors import BatchRefusedError, NotFoundError
+from setpoint.registry.events import record_event
+from setpoint.registry.projects import lock_project, upsert_project
+from setpoint.spec.model import ProjectSpec, SourceSpec
+from setpoint.store.tables import datasets, quarantine, schemas, utcnow
+from setpoint.store.workspace import Store
+
+__all__ = [
+    "DatasetVersion",
+    "IngestResult",
+    "frame_hash",
+    "ingest",
+    "latest_schema",
+    "list_datasets",
+    "load_dataset",
+]
+
+Source = SourceSpec | str | pd.DataFrame | pa.Table
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetVersion:
+    project: str
+    name: str
+    version: int
+    content_hash: str
+    artifact: str
+    schema_version: int
+    n_rows: int
+    n_quarantined: int
+    source: str
+    report: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    dataset: DatasetVersion
+    created: bool
+    report: ValidationReport | None
+
+
+def frame_hash(frame: pd.DataFrame) -> str:
+    """A content hash of a frame: the same rows and columns give the same hash."""
+    digest = hashlib.sha256()
+    for name, dtype in frame.dtypes.items():
+        digest.update(f"{name}\x1f{dtype}\x1e".encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def latest_schema(store: Store, *, project: str) -> Schema | None:
+    with store.db.read() as conn:
+        row = conn.execute(
+            sa.select(schemas.c.schema, schemas.c.version)
+            .where(schemas.c.project == project)
+            .order_by(schemas.c.version.desc())
+            .limit(1)
+        ).first()
+    return None if row is None else Schema.from_dict(row.schema)
+
+
+def ingest(
+    store: Store,
+    spec: ProjectSpec,
+    source: Source,
+    *,
+    name: str = "events",
+    new_schema: bool = False,
+) -> IngestResult:
+    """Read, validate and store one batch of ``name``.
+
+    Raises BatchRefusedError, with the report, when the bad share is over the
+    spec's limit; nothing but an ``ingest_refused`` event is written then.
+    """
+    label = _describe(source)
+    frame = read_source(source, name=label)
+    content = frame_hash(frame)
+    existing = _find(store, project=spec.project, name=name, content_hash=content)
+    if existing is not None:
+        return IngestResult(dataset=existing, created=False, report=None)
+
+    current = None if new_schema else latest_schema(store, project=spec.project)
+    schema = current or infer_schema(frame, spec=spec, version=_next_schema_version(store, spec))
+    known = _known_ids(store, spec, name=name) if spec.entity else None
+    report = validate_batch(frame, schema, policy=spec.validation, known_ids=known)
+    if report.refused:
+        with store.db.write() as conn:
+            upsert_project(conn, spec)
+            record_event(
+                conn,
+                project=spec.project,
+                kind="ingest_refused",
+                payload={"dataset": name, "source": label, "report": report.to_dict()},
+            )
+        raise BatchRefusedError(
+            f"{label}: batch refused, nothing was stored. {report.summary()}", report=report
+        )
+
+    blob = _to_parquet(report.clean)
+    artifact = store.artifacts.put_bytes(blob)
+    now = utcnow()
+    with store.db.write() as conn:
+        upsert_project(conn, spec)
+        lock_project(conn, spec.project)
+        if current is None:
+            conn.execute(
+                schemas.insert().values(
+                    project=spec.project,
+                    version=schema.version,
+                    schema=schema.to_dict(),
+                    created_at=now,
+                )
+            )
+        latest = conn.execute(
+            sa.select(sa.func.max(datasets.c.version)).where(
+                datasets.c.project == spec.project, datasets.c.name == name
+            )
+        ).scalar()
+        row = {
+            "project": spec.project,
+            "name": name,
+            "version": (latest or 0) + 1,
+            "content_hash": content,
+            "artifact": artifact,
+            "schema_version": schema.version,
+            "n_rows": len(report.clean),
+            "n_quarantined": report.n_bad,
+            "source": label,
+            "report": jsonable(report.to_dict()),
+            "created_at": now,
+        }
+        conn.execute(datasets.insert().values(**row))
+        _quarantine(conn, spec.project, name, content, report, now)
+        record_event(
+            conn,
+            project=spec.project,
+            kind="dataset_ingested",
+            payload={k: row[k] for k in ("name", "version", "n_rows", "n_quarantined", "source")},
+        )
+    return IngestResult(dataset=DatasetVersion(**row), created=True, report=report)
+
+
+def list_datasets(store: Store, *, project: str, name: str | None = None) -> list[DatasetVersion]:
+    query = sa.select(datasets).where(datasets.c.project == project)
+    if name is not None:
+        query = query.where(datasets.c.name == name)
+    with store.db.read() as conn:
+        rows = conn.execute(query.order_by(datasets.c.name, datasets.c.version)).all()
+    return [DatasetVersion(**{k: v for k, v in r._mapping.items() if k != "id"}) for r in rows]
+
+
+def load_dataset(
+    store: Store,
+    *,
+    project: str,
+    name: str = "events",
+    version: int | None = None,
+    columns: list[str] | None = None,
+) -> tuple[pd.DataFrame, list[DatasetVersion]]:
+    """Batches 1..version of a dataset as one frame, each blob verified first."""
+    batches = list_datasets(store, project=project, name=name)
+    if version is not None:
+        batches = [b for b in batches if b.version <= version]
+    if not batches:
+        raise NotFoundError(
+            kind="dataset", name=f"{project}/{name}", hint="Ingest it with 'setpoint data ingest'."
+        )
+    tables = [
+        pq.read_table(io.BytesIO(store.artifacts.get_bytes(b.artifact)), columns=columns)
+        for b in batches
+    ]
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return frame, batches
+
+
+def _describe(source: Source) -> str:
+    if isinstance(source, SourceSpec):
+        return source.path or "sql query"
+    if isinstance(source, pd.DataFrame | pa.Table):
+        return f"<{type(source).__name__} {source.shape[0]}x{source.shape[1]}>"
+    return str(source)
+
+
+def _find(store: Store, *, project: str, name: str, content_hash: str) -> DatasetVersion | None:
+    with store.db.read() as conn:
+        row = conn.execute(
+            sa.select(datasets).where(
+                datasets.c.project == project,
+                datasets.c.name == name,
+                datasets.c.content_hash == content_hash,
+            )
+        ).first()
+    if row is None:
+        return None
+    return DatasetVersion(**{k: v for k, v in row._mapping.items() if k != "id"})
+
+
+def _next_schema_version(store: Store, spec: ProjectSpec) -> int:
+    with store.db.read() as conn:
+        latest = conn.execute(
+            sa.select(sa.func.max(schemas.c.version)).where(schemas.c.project == spec.project)
+        ).scalar()
+    return (latest or 0) + 1
+
+
+def _known_ids(store: Store, spec: ProjectSpec, *, name: str) -> np.ndarray | None:
+    if not list_datasets(store, project=spec.project, name=name):
+        return None
+    entity = str(spec.entity)
+    frame, _ = load_dataset(store, project=spec.project, name=name, columns=[entity])
+    return frame[entity].to_numpy()
+
+
+def _to_parquet(frame: pd.DataFrame) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _quarantine(
+    conn: sa.Connection,
+    project: str,
+    name: str,
+    batch: str,
+    report: ValidationReport,
+    now: datetime,
+) -> None:
+    if report.n_bad == 0:
+        return
+    rows = report.bad.to_dict(orient="records")
+    conn.execute(
+        quarantine.insert(),
+        [
+            {
+                "project": project,
+                "dataset": name,
+                "batch_hash": batch,
+                "row_number": int(row.pop("_row")),
+                "reasons": jsonable([vars(a) if hasattr(a, "__dict__") else a for a in reasons]),
+                "row": jsonable(row),
+                "created_at": now,
+            }
+            for row, reasons in zip(rows, report.reasons, strict=True)
+        ],
+    )

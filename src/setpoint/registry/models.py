@@ -1,0 +1,107 @@
+"""Model versions: a kind, a manifest of verified artifacts, lineage and metrics.
+
+Registering writes the artifacts first (content-addressed, each atomic) and
+then every row in one transaction, so a process killed at any instant leaves
+either no new version or a complete one; at worst an orphan blob remains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from setpoint._json import jsonable
+from setpoint.errors import NotFoundError
+from setpoint.registry.events import record_event
+from setpoint.registry.projects import lock_project
+from setpoint.store.tables import model_versions, utcnow
+from setpoint.store.workspace import Store
+
+__all__ = ["ModelVersion", "get_version", "list_versions", "load_artifacts", "register_model"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    project: str
+    version: int
+    kind: str
+    artifacts: dict[str, str]
+    lineage: dict[str, Any]
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    description: str
+    created_at: datetime
+
+
+def register_model(
+    store: Store,
+    *,
+    project: str,
+    kind: str,
+    files: Mapping[str, bytes],
+    lineage: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    params: Mapping[str, Any],
+    description: str = "",
+) -> ModelVersion:
+    """Store ``files`` and record a new version of ``project``'s model."""
+    manifest = {name: store.artifacts.put_bytes(data) for name, data in sorted(files.items())}
+    with store.db.write() as conn:
+        lock_project(conn, project)
+        latest = conn.execute(
+            sa.select(sa.func.max(model_versions.c.version)).where(
+                model_versions.c.project == project
+            )
+        ).scalar()
+        row = {
+            "project": project,
+            "version": (latest or 0) + 1,
+            "kind": kind,
+            "artifacts": manifest,
+            "lineage": jsonable(lineage),
+            "metrics": jsonable(metrics),
+            "params": jsonable(params),
+            "description": description,
+            "created_at": utcnow(),
+        }
+        conn.execute(model_versions.insert().values(**row))
+        record_event(
+            conn,
+            project=project,
+            kind="model_registered",
+            payload={"version": row["version"], "kind": kind, "artifacts": manifest},
+        )
+    return ModelVersion(**row)
+
+
+def get_version(store: Store, *, project: str, version: int) -> ModelVersion:
+    with store.db.read() as conn:
+        row = conn.execute(
+            sa.select(model_versions).where(
+                model_versions.c.project == project, model_versions.c.version == version
+            )
+        ).first()
+    if row is None:
+        raise NotFoundError(
+            kind="model version", name=f"{project}@{version}", hint="See 'setpoint model list'."
+        )
+    return ModelVersion(**row._mapping)
+
+
+def list_versions(store: Store, *, project: str) -> list[ModelVersion]:
+    with store.db.read() as conn:
+        rows = conn.execute(
+            sa.select(model_versions)
+            .where(model_versions.c.project == project)
+            .order_by(model_versions.c.version)
+        ).all()
+    return [ModelVersion(**row._mapping) for row in rows]
+
+
+def load_artifacts(store: Store, version: ModelVersion) -> dict[str, bytes]:
+    """Every artifact of ``version``, each checked against its sha256 first."""
+    return {name: store.artifacts.get_bytes(sha) for name, sha in version.artifacts.items()}

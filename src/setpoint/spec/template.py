@@ -1,0 +1,95 @@
+"""The starter ``setpoint.yaml`` that ``setpoint init`` writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from setpoint.errors import ConfigError
+from setpoint.spec.loader import SPEC_FILE, parse_spec
+
+__all__ = ["render_template", "write_template"]
+
+_TEMPLATE = """\
+# setpoint project spec. Every key below is optional unless marked required.
+project: {project}          # required: name of the project in the store
+task: {task}                # required: binary, multiclass or regression
+target: {target}            # required: the column to predict
+{timestamp_line}
+{entity_line}
+sources:                    # named datasets: a CSV/Parquet path, or sql + url
+{source_block}
+features: {{}}               # overrides of inferred types and domains, e.g.
+#  distance: {{type: numeric, min: 0, max: 6000}}
+#  carrier: {{type: categorical, categories: [AA, DL, UA]}}
+#  free_text_notes: {{exclude: true}}
+segments: []                # columns for sliced evaluation and the gate's segment check
+metric: ""                  # primary metric; empty picks pr_auc / log_loss / rmse by task
+model:
+  family: lightgbm          # lightgbm or linear
+  seed: 42
+  calibration: isotonic     # isotonic, sigmoid or none (binary tasks)
+  threshold: {{objective: f1}}  # or {{objective: recall_at_precision, precision: 0.8}}
+  split: {{valid_fraction: 0.15, test_fraction: 0.15}}   # or test_from: "2024-07-01"
+  tuning: {{trials: 0}}       # > 0 runs an Optuna search (pip install 'setpoint[tune]')
+gate:
+  margin: 0.0               # the challenger's lead must clear this, at the lower CI bound
+  confidence: 0.95
+  bootstrap: 1000
+  max_segment_drop: 0.05    # no segment may lose more than this on the metric
+validation:
+  max_bad_share: 0.05       # refuse a batch whole above this share of bad rows
+  null_rate_jump: 0.10
+  unseen_category: quarantine   # or accept
+  out_of_range: quarantine      # or accept
+"""
+
+
+def render_template(
+    *,
+    project: str,
+    task: str,
+    target: str,
+    timestamp: str | None = None,
+    entity: str | None = None,
+    source: str | None = None,
+) -> str:
+    text = _TEMPLATE.format(
+        project=project,
+        task=task,
+        target=target,
+        timestamp_line=f"timestamp: {timestamp}" if timestamp else "# timestamp: event_time",
+        entity_line=f"entity: {entity}" if entity else "# entity: id",
+        source_block=f"  events: {{path: {source}}}" if source else "  # events: {path: data.csv}",
+    )
+    parse_spec(text, source=SPEC_FILE)
+    return text
+
+
+def write_template(
+    directory: Path,
+    *,
+    project: str,
+    task: str,
+    target: str,
+    timestamp: str | None = None,
+    entity: str | None = None,
+    source: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write a validated starter spec; refuse to overwrite one unless forced."""
+    path = directory / SPEC_FILE
+    if path.exists() and not force:
+        raise ConfigError(f"{path} already exists; pass --force to overwrite it.", path=str(path))
+    text = render_template(
+        project=project,
+        task=task,
+        target=target,
+        timestamp=timestamp,
+        entity=entity,
+        source=source,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(path)
+    return path

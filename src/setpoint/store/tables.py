@@ -1,0 +1,171 @@
+"""The metadata schema, as SQLAlchemy Core tables.
+
+Nothing here assumes that a model is a tabular predictor: a model version is a
+``kind`` plus a manifest of content-addressed artifacts and JSON documents, so
+a later retrieval index plus generator fits the same rows.
+
+Alembic migrations in ``store/migrations`` create these tables; a test checks
+that the migrated database matches this module.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+
+__all__ = [
+    "UTCDateTime",
+    "alias_history",
+    "aliases",
+    "datasets",
+    "events",
+    "gate_decisions",
+    "metadata",
+    "model_versions",
+    "projects",
+    "quarantine",
+    "schemas",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores naive text)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+JSONDoc: sa.types.TypeEngine[Any] = sa.JSON().with_variant(JSONB(), "postgresql")
+
+metadata = sa.MetaData()
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("spec", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+schemas = sa.Table(
+    "schemas",
+    metadata,
+    sa.Column("project", sa.String(64), sa.ForeignKey("projects.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("schema", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(64), sa.ForeignKey("projects.name"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("artifact", sa.String(64), nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("n_quarantined", sa.Integer, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("report", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("project", "name", "version", name="uq_datasets_version"),
+    sa.UniqueConstraint("project", "name", "content_hash", name="uq_datasets_content"),
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(64), sa.ForeignKey("projects.name"), nullable=False),
+    sa.Column("dataset", sa.String(128), nullable=False),
+    sa.Column("batch_hash", sa.String(64), nullable=False),
+    sa.Column("row_number", sa.Integer, nullable=False),
+    sa.Column("reasons", JSONDoc, nullable=False),
+    sa.Column("row", JSONDoc, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_quarantine_project_dataset", "project", "dataset"),
+)
+
+model_versions = sa.Table(
+    "model_versions",
+    metadata,
+    sa.Column("project", sa.String(64), sa.ForeignKey("projects.name"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("artifacts", JSONDoc, nullable=False),
+    sa.Column("lineage", JSONDoc, nullable=False),
+    sa.Column("metrics", JSONDoc, nullable=False),
+    sa.Column("params", JSONDoc, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("project", sa.String(64), sa.ForeignKey("projects.name"), primary_key=True),
+    sa.Column("alias", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+alias_history = sa.Table(
+    "alias_history",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(64), sa.ForeignKey("projects.name"), nullable=False),
+    sa.Column("alias", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=True),
+    sa.Column("previous_version", sa.Integer, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Index("ix_alias_history_project", "project", "alias"),
+)
+
+gate_decisions = sa.Table(
+    "gate_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(64), sa.ForeignKey("projects.name"), nullable=False),
+    sa.Column("challenger", sa.Integer, nullable=False),
+    sa.Column("champion", sa.Integer, nullable=True),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("metric", sa.String(64), nullable=False),
+    sa.Column("details", JSONDoc, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("payload", JSONDoc, nullable=False),
+    sa.Index("ix_events_project_at", "project", "at"),
+)

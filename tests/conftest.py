@@ -1,0 +1,64 @@
+"""Shared fixtures: a store on SQLite, and on PostgreSQL when SETPOINT_TEST_DB_URL is set."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from setpoint.store.artifacts import ArtifactStore
+from setpoint.store.db import Database
+from setpoint.store.workspace import Store
+
+PG_URL = os.environ.get("SETPOINT_TEST_DB_URL", "")
+
+
+def _pg_url(schema: str) -> str:
+    url = sa.make_url(PG_URL)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty metadata database URL on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'setpoint.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("SETPOINT_TEST_DB_URL is not set")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(_pg_url("public"))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _pg_url(schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def store(db_url: str, tmp_path: Path) -> Iterator[Store]:
+    db = Database(db_url)
+    yield Store(db=db, artifacts=ArtifactStore(str(tmp_path / "artifacts")), home=tmp_path)
+    db.dispose()
+
+
+@pytest.fixture
+def store_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a child process that must open the same store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETPOINT_")}
+    env["SETPOINT_DB_URL"] = db_url
+    env["SETPOINT_ARTIFACTS_URL"] = str(tmp_path / "artifacts")
+    return env
