@@ -10,7 +10,7 @@ import typer
 
 from setpoint.cli import data as data_commands
 from setpoint.cli import model as model_commands
-from setpoint.cli._console import console, err_console, table
+from setpoint._console import console, err_console, table
 from setpoint.cli._options import ProjectDir, open_project
 from setpoint.errors import SetpointError
 
@@ -108,7 +108,7 @@ def train(
     (early stopping, calibration, threshold), test on the latest slice. The new
     version becomes champion only if the gate passes.
     """
-    from setpoint.cli._console import progress_bar
+    from setpoint._console import progress_bar
     from setpoint.cli.model import print_decision, print_metrics
 
     project = open_project(directory)

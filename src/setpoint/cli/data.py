@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from setpoint.cli._console import console, table
+from setpoint._console import console, table
 from setpoint.cli._options import ProjectDir, open_project
 
 __all__ = ["app"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from setpoint.cli._console import console, err_console, fmt, progress_bar, table
+from setpoint._console import console, err_console, fmt, progress_bar, table
 from setpoint.errors import BatchRefusedError
 from setpoint.project import Project, TrainOutcome
 from setpoint.quickstart.flights import flight_events

@@ -16,7 +16,6 @@ task: {task}                # required: binary, multiclass or regression
 target: {target}            # required: the column to predict
 {timestamp_line}
 {entity_line}
-sources:                    # named datasets: a CSV/Parquet path, or sql + url
 {source_block}
 features: {{}}               # overrides of inferred types and domains, e.g.
 #  distance: {{type: numeric, min: 0, max: 6000}}
@@ -59,7 +58,11 @@ def render_template(
         target=target,
         timestamp_line=f"timestamp: {timestamp}" if timestamp else "# timestamp: event_time",
         entity_line=f"entity: {entity}" if entity else "# entity: id",
-        source_block=f"  events: {{path: {source}}}" if source else "  # events: {path: data.csv}",
+        source_block=(
+            f"sources:\n  events: {{path: {source}}}  # a CSV/Parquet path, or sql + url"
+            if source
+            else "sources: {}                 # e.g. events: {path: data.csv}, or sql + url"
+        ),
     )
     parse_spec(text, source=SPEC_FILE)
     return text

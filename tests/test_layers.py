@@ -1,0 +1,50 @@
+"""The import rule of docs/architecture.md: a layer imports only the layers before it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src" / "setpoint"
+
+BASE = {"errors", "settings", "_json", "_console"}
+ALLOWED: dict[str, set[str]] = {
+    "base": {"errors"},
+    "spec": {"errors", "settings", "_json", "_console", "spec"},
+    "store": BASE | {"store"},
+    "data": BASE | {"spec", "data"},
+    "train": BASE | {"spec", "train"},
+    "registry": BASE | {"spec", "store", "data", "train", "registry"},
+    "project": BASE | {"spec", "store", "data", "train", "registry"},
+    "quickstart": BASE | {"spec", "store", "data", "train", "registry", "project", "quickstart"},
+    "cli": BASE | {"spec", "store", "data", "train", "registry", "project", "quickstart", "cli"},
+}
+
+
+def _layer(path: Path) -> str:
+    part = path.relative_to(SRC).parts[0].removesuffix(".py")
+    if part in BASE or part == "__init__":
+        return "base"
+    return part
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("setpoint."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("setpoint."):
+                    found.add(alias.name.split(".")[1])
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_follow_the_layers(path: Path) -> None:
+    layer = _layer(path)
+    assert layer in ALLOWED, f"{path}: layer {layer!r} is not in docs/architecture.md"
+    wrong = _imports(path) - ALLOWED[layer]
+    assert not wrong, f"{path} ({layer}) imports {sorted(wrong)}"
