@@ -20,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "project": BASE | {"spec", "store", "data", "train", "registry"},
     "quickstart": BASE | {"spec", "store", "data", "train", "registry", "project", "quickstart"},
     "cli": BASE | {"spec", "store", "data", "train", "registry", "project", "quickstart", "cli"},
+    "__main__": {"cli"},
 }
 
 

@@ -39,7 +39,8 @@ def test_every_module_declares_all_and_it_resolves(name: str) -> None:
         and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
     ]
     has_code = any(
-        isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef) for node in tree.body
+        isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
+        for node in tree.body
     )
     if not has_code:
         return
@@ -52,7 +53,9 @@ def test_every_module_declares_all_and_it_resolves(name: str) -> None:
         for node in tree.body
         if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_")
     }
-    assert public <= set(module.__all__), f"{name}: public but not exported: {public - set(module.__all__)}"
+    assert public <= set(module.__all__), (
+        f"{name}: public but not exported: {public - set(module.__all__)}"
+    )
 
 
 def test_every_setting_is_documented() -> None:

@@ -209,8 +209,8 @@ class Project:
         reason: str = "",
     ) -> GateDecision:
         holdout = self._holdout(frame)
-        y = self._labels(holdout)
         challenger = self.load_model(candidate.version)
+        y = challenger.encode_labels(holdout[self.spec.target])
         champion_number = alias_ops.get_alias(self.store.db, project=self.name, alias="champion")
         champion_scores = None
         if champion_number is not None and champion_number != candidate.version:
@@ -226,6 +226,7 @@ class Project:
             challenger=candidate.version,
             champion=champion_number,
             segments=holdout[self.spec.segments] if self.spec.segments else None,
+            stratify=self.spec.task is not Task.REGRESSION,
         )
         with self.store.db.write() as conn:
             record_gate_decision(conn, project=self.name, decision=decision)
@@ -253,14 +254,15 @@ class Project:
         return decision
 
     def _holdout(self, frame: pd.DataFrame) -> pd.DataFrame:
-        split = time_split(frame, timestamp=self.spec.timestamp, split=self.spec.model.split)
+        # The same call as the trainer's, so the gate judges the very test rows.
+        split = time_split(
+            frame,
+            timestamp=self.spec.timestamp,
+            split=self.spec.model.split,
+            target=self.spec.target,
+            task=self.spec.task,
+        )
         return frame.iloc[split.test].reset_index(drop=True)
-
-    def _labels(self, holdout: pd.DataFrame) -> np.ndarray:
-        y = holdout[self.spec.target]
-        if self.spec.task is Task.REGRESSION:
-            return y.to_numpy(dtype="float64")
-        return y.to_numpy()
 
     def _scores(self, model: TabularModel, holdout: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict_scores(holdout))

@@ -71,7 +71,8 @@ _WRITER = textwrap.dedent(
 
     store = Store.open(sys.argv[1])
     for i in range(int(sys.argv[2])):
-        register_model(store, project="p", kind="test/v1", files={"m": f"{sys.argv[3]}-{i}".encode()},
+        files = {"m": f"{sys.argv[3]}-{i}".encode()}
+        register_model(store, project="p", kind="test/v1", files=files,
                        lineage={}, metrics={}, params={})
     """
 )
@@ -87,9 +88,7 @@ def test_concurrent_writers_never_collide(
     with store.db.write() as conn:
         upsert_project(conn, ProjectSpec(project="p", task="binary", target="y"))
     children = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(tmp_path), "15", name], env=store_env
-        )
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), "15", name], env=store_env)
         for name in ("a", "b", "c")
     ]
     assert [child.wait(timeout=120) for child in children] == [0, 0, 0]

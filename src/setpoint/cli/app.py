@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
+from setpoint._console import console, err_console, table
 from setpoint.cli import data as data_commands
 from setpoint.cli import model as model_commands
-from setpoint._console import console, err_console, table
 from setpoint.cli._options import ProjectDir, open_project
 from setpoint.errors import SetpointError
 
@@ -36,13 +36,11 @@ app.add_typer(data_commands.app, name="data")
 app.add_typer(model_commands.app, name="model")
 
 
-@app.command()
-def init(
+@app.command("init")
+def _init(
     project: Annotated[str, typer.Option(help="Project name: letters, digits, '_', '.', '-'.")],
     target: Annotated[str, typer.Option(help="Column to predict.")],
-    task: Annotated[
-        str, typer.Option(help="binary, multiclass or regression.")
-    ] = "binary",
+    task: Annotated[str, typer.Option(help="binary, multiclass or regression.")] = "binary",
     timestamp: Annotated[
         str | None, typer.Option(help="Event-time column; enables time-aware splits.")
     ] = None,
@@ -72,8 +70,8 @@ def init(
     console.print(f"Wrote {path}. Next: setpoint data ingest, then setpoint train.")
 
 
-@app.command()
-def quickstart(
+@app.command("quickstart")
+def _quickstart(
     directory: Annotated[
         Path, typer.Option("--dir", help="Folder for the quickstart project.")
     ] = Path("setpoint-quickstart"),
@@ -91,8 +89,8 @@ def quickstart(
     run_quickstart(directory)
 
 
-@app.command()
-def train(
+@app.command("train")
+def _train(
     directory: ProjectDir = Path(),
     dataset: Annotated[str, typer.Option(help="Dataset to train on.")] = "events",
     version: Annotated[
@@ -119,8 +117,8 @@ def train(
     print_decision(outcome.decision)
 
 
-@app.command()
-def events(
+@app.command("events")
+def _events(
     directory: ProjectDir = Path(),
     kind: Annotated[str | None, typer.Option(help="Only events of this kind.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.", min=1)] = 50,

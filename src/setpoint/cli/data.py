@@ -19,7 +19,7 @@ app = typer.Typer(
 
 
 @app.command("ingest")
-def ingest_command(
+def _ingest(
     source: Annotated[
         str | None,
         typer.Argument(help="CSV or Parquet file. Default: the spec's sources.<name>."),
@@ -57,19 +57,27 @@ def ingest_command(
 
 
 def _print_counts(counts: dict[str, int]) -> None:
-    if counts:
-        rows = sorted(counts.items(), key=lambda kv: -kv[1])
+    rows = sorted(((k, n) for k, n in counts.items() if n), key=lambda kv: -kv[1])
+    if rows:
         console.print(table("Anomalies", ["kind", "rows"], rows))
 
 
 @app.command("list")
-def list_command(directory: ProjectDir = Path()) -> None:
+def _list(directory: ProjectDir = Path()) -> None:
     """Every dataset batch: version, rows, quarantined rows, source and content hash."""
     from setpoint.registry.datasets import list_datasets
 
     project = open_project(directory)
     rows = [
-        (d.name, d.version, d.n_rows, d.n_quarantined, d.schema_version, d.content_hash[:12], d.source)
+        (
+            d.name,
+            d.version,
+            d.n_rows,
+            d.n_quarantined,
+            d.schema_version,
+            d.content_hash[:12],
+            d.source,
+        )
         for d in list_datasets(project.store, project=project.name)
     ]
     columns = ["name", "version", "rows", "quarantined", "schema", "hash", "source"]
@@ -77,7 +85,7 @@ def list_command(directory: ProjectDir = Path()) -> None:
 
 
 @app.command("schema")
-def schema_command(directory: ProjectDir = Path()) -> None:
+def _schema(directory: ProjectDir = Path()) -> None:
     """The newest schema: each column's kind, range or categories, and null rate."""
     from setpoint.registry.datasets import latest_schema
 
@@ -99,7 +107,7 @@ def schema_command(directory: ProjectDir = Path()) -> None:
 
 
 @app.command("quarantine")
-def quarantine_command(
+def _quarantine(
     directory: ProjectDir = Path(),
     dataset: Annotated[str | None, typer.Option(help="Only this dataset.")] = None,
     limit: Annotated[int, typer.Option(help="Rows to show.", min=1)] = 20,

@@ -23,7 +23,7 @@ app = typer.Typer(
 
 
 @app.command("list")
-def list_command(directory: ProjectDir = Path()) -> None:
+def _list(directory: ProjectDir = Path()) -> None:
     """Every registered version, its primary metric on test, and its aliases."""
     project = open_project(directory)
     held: dict[int, list[str]] = {}
@@ -41,11 +41,13 @@ def list_command(directory: ProjectDir = Path()) -> None:
         for v in project.versions()
     ]
     title = f"Models of {project.name}"
-    console.print(table(title, ["version", "created (UTC)", "data v", f"test {metric}", "aliases"], rows))
+    console.print(
+        table(title, ["version", "created (UTC)", "data v", f"test {metric}", "aliases"], rows)
+    )
 
 
 @app.command("show")
-def show_command(
+def _show(
     version: Annotated[int, typer.Argument(help="Model version number.", min=1)],
     directory: ProjectDir = Path(),
 ) -> None:
@@ -71,7 +73,7 @@ def show_command(
 
 
 @app.command("promote")
-def promote_command(
+def _promote(
     version: Annotated[int, typer.Argument(help="Version to promote to champion.", min=1)],
     directory: ProjectDir = Path(),
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "",
@@ -86,7 +88,7 @@ def promote_command(
 
 
 @app.command("rollback")
-def rollback_command(
+def _rollback(
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")],
     directory: ProjectDir = Path(),
 ) -> None:
@@ -97,7 +99,7 @@ def rollback_command(
 
 
 @app.command("history")
-def history_command(
+def _history(
     directory: ProjectDir = Path(),
     alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
 ) -> None:
@@ -106,7 +108,14 @@ def history_command(
 
     project = open_project(directory)
     rows = [
-        (c.at.strftime("%Y-%m-%d %H:%M:%S"), c.alias, c.version, c.previous_version, c.actor, c.reason)
+        (
+            c.at.strftime("%Y-%m-%d %H:%M:%S"),
+            c.alias,
+            c.version,
+            c.previous_version,
+            c.actor,
+            c.reason,
+        )
         for c in alias_history_of(project.store.db, project=project.name, alias=alias)
     ]
     columns = ["at (UTC)", "alias", "version", "previous", "by", "reason"]

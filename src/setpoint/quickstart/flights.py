@@ -51,7 +51,8 @@ def load_raw(name: str, *, cache: Path) -> pd.DataFrame:
     """The ``flights`` or ``weather`` table, from the Parquet cache or the checked pickle."""
     cached = cache / f"nycflights13-{name}-{_PINNED[name][:16]}.parquet"
     if cached.exists():
-        return pd.read_parquet(cached)
+        cached_frame: pd.DataFrame = pd.read_parquet(cached)
+        return cached_frame
     path = _package_dir() / f"{name}.pkl.compress"
     blob = path.read_bytes()
     actual = sha256_bytes(blob)
@@ -61,7 +62,7 @@ def load_raw(name: str, *, cache: Path) -> pd.DataFrame:
             sha256=actual,
         )
     # Trusted: the bytes were just checked against the pinned digest.
-    frame = pd.read_pickle(io.BytesIO(blob), compression="xz")
+    frame: pd.DataFrame = pd.read_pickle(io.BytesIO(blob), compression="xz")
     cache.mkdir(parents=True, exist_ok=True)
     temp = cached.with_name(cached.name + ".tmp")
     frame.to_parquet(temp, index=False)

@@ -6,14 +6,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from setpoint._console import console, err_console, fmt, progress_bar, table
 from setpoint.errors import BatchRefusedError
 from setpoint.project import Project, TrainOutcome
-from setpoint.quickstart.flights import flight_events
+from setpoint.quickstart.flights import WEATHER_COLUMNS, flight_events
 from setpoint.spec.loader import SPEC_FILE, dump_spec
-from setpoint.spec.model import FeatureSpec, ModelRecipe, ProjectSpec, SplitSpec
+from setpoint.spec.model import FeatureSpec, ModelRecipe, ProjectSpec, SplitSpec, Task
 from setpoint.store.workspace import Store
 
 __all__ = ["TRAIN_MONTHS", "quickstart_spec", "run_quickstart"]
@@ -42,12 +40,13 @@ _RANGES = {
 def quickstart_spec() -> ProjectSpec:
     return ProjectSpec(
         project="flights",
-        task="binary",
+        task=Task.BINARY,
         target="late",
         timestamp="scheduled_at",
         entity="flight_id",
         features={
-            name: FeatureSpec(type="numeric", min=low, max=high)
+            # Instruments drop readings now and then: a null is not an anomaly.
+            name: FeatureSpec(type="numeric", min=low, max=high, nullable=name in WEATHER_COLUMNS)
             for name, (low, high) in _RANGES.items()
         },
         segments=["carrier", "origin"],
@@ -114,7 +113,7 @@ def _print_summary(
             b["rows"],
             b["stored"],
             b["quarantined"],
-            ", ".join(f"{k}: {v}" for k, v in b["anomalies"].items()) or "-",
+            ", ".join(f"{k}: {v}" for k, v in b["anomalies"].items() if v) or "-",
         )
         for b in ingested
     ]
@@ -127,7 +126,13 @@ def _print_summary(
 
     by_carrier = outcome.result.segment_metrics.get("carrier", [])
     carrier_rows = [
-        (s["segment"], s["n"], s.get("positives"), s["metrics"].get("pr_auc"), s["metrics"].get("roc_auc"))
+        (
+            s["segment"],
+            s["n"],
+            s.get("positives"),
+            s["metrics"].get("pr_auc"),
+            s["metrics"].get("roc_auc"),
+        )
         for s in by_carrier
     ]
     console.print(
@@ -159,5 +164,3 @@ def _print_summary(
     console.print(
         f"Next: setpoint model list -C {project.root}   setpoint data quarantine -C {project.root}"
     )
-
-

@@ -15,7 +15,8 @@ import hashlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ __all__ = [
     "load_dataset",
 ]
 
-Source = SourceSpec | str | pd.DataFrame | pa.Table
+Source: TypeAlias = SourceSpec | str | Path | pd.DataFrame | pa.Table
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +267,7 @@ def _quarantine(
                 "dataset": name,
                 "batch_hash": batch,
                 "row_number": int(row.pop("_row")),
-                "reasons": jsonable([vars(a) if hasattr(a, "__dict__") else a for a in reasons]),
+                "reasons": [anomaly.to_dict() for anomaly in reasons],
                 "row": jsonable(row),
                 "created_at": now,
             }

@@ -67,8 +67,12 @@ def evaluate_gate(
     challenger: int,
     champion: int | None,
     segments: pd.DataFrame | None = None,
+    stratify: bool = False,
 ) -> GateDecision:
-    """Judge ``challenger`` against ``champion`` on the same rows ``y``."""
+    """Judge ``challenger`` against ``champion`` on the same rows ``y``.
+
+    ``stratify`` resamples within each class (for classification tasks).
+    """
     score = metric_function(metric)
     if champion is None or champion_scores is None:
         value = float(score(y, challenger_scores))
@@ -89,10 +93,13 @@ def evaluate_gate(
         n=policy.bootstrap,
         confidence=policy.confidence,
         seed=policy.seed,
+        # Resampling within each class keeps rare positives from vanishing.
+        strata=y if stratify else None,
     )
     reasons: list[str] = []
     passed = boot.low > policy.margin
-    lead = f"lead {boot.delta:+.4f} on {metric}, {policy.confidence:.0%} CI [{boot.low:+.4f}, {boot.high:+.4f}]"
+    interval = f"{policy.confidence:.0%} CI [{boot.low:+.4f}, {boot.high:+.4f}]"
+    lead = f"lead {boot.delta:+.4f} on {metric}, {interval}"
     reasons.append(
         f"{lead} {'clears' if passed else 'does not clear'} the margin {policy.margin:+.4f}"
     )
@@ -148,7 +155,9 @@ def _segment_checks(
                 continue
             drop = sign * (a - b)
             checks.append(
-                SegmentCheck(str(column), str(value), n, a, b, drop, drop <= policy.max_segment_drop)
+                SegmentCheck(
+                    str(column), str(value), n, a, b, drop, drop <= policy.max_segment_drop
+                )
             )
     return checks
 

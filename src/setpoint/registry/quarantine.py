@@ -53,9 +53,7 @@ def quarantine_counts(store: Store, *, project: str) -> dict[str, int]:
     return counts
 
 
-def export_quarantine(
-    store: Store, path: Path, *, project: str, dataset: str | None = None
-) -> int:
+def export_quarantine(store: Store, path: Path, *, project: str, dataset: str | None = None) -> int:
     """Write the quarantine to CSV or Parquet (by suffix); return the row count."""
     frame = list_quarantine(store, project=project, dataset=dataset)
     suffix = path.suffix.lower()

@@ -185,7 +185,9 @@ class ProjectSpec(_Strict):
         reserved = {self.target, self.timestamp, self.entity} - {None}
         for name, feature in self.features.items():
             if name in reserved and not feature.exclude:
-                raise ValueError(f"features.{name}: the target, timestamp and entity are not features")
+                raise ValueError(
+                    f"features.{name}: the target, timestamp and entity are not features"
+                )
         return self
 
     @property

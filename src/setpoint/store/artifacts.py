@@ -50,9 +50,7 @@ class ArtifactStore:
         try:
             fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         except (ImportError, ValueError) as exc:
-            raise ConfigError(
-                f"Cannot open the artifact store {url!r}: {exc}", url=url
-            ) from None
+            raise ConfigError(f"Cannot open the artifact store {url!r}: {exc}", url=url) from None
         self._fs: fsspec.AbstractFileSystem = fs
         self._root = root.rstrip("/")
         self._local = isinstance(fs, LocalFileSystem)
@@ -87,7 +85,9 @@ class ArtifactStore:
         try:
             data: bytes = self._fs.cat_file(target)
         except FileNotFoundError:
-            raise NotFoundError(kind="artifact", name=sha256, hint=f"Expected at {target}.") from None
+            raise NotFoundError(
+                kind="artifact", name=sha256, hint=f"Expected at {target}."
+            ) from None
         actual = sha256_bytes(data)
         if actual != sha256:
             raise ArtifactIntegrityError(

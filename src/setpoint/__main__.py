@@ -1,0 +1,5 @@
+"""``python -m setpoint`` is the ``setpoint`` command."""
+
+from setpoint.cli.app import main
+
+main()
