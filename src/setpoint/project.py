@@ -1,10 +1,11 @@
 """The Python API: one project, its spec and its store. The CLI only wraps this.
 
->>> from setpoint.project import Project            # doctest: +SKIP
->>> project = Project.open(".")                     # doctest: +SKIP
->>> project.ingest("data/january.csv")              # doctest: +SKIP
->>> outcome = project.train()                       # doctest: +SKIP
->>> outcome.decision.passed                         # doctest: +SKIP
+Typical use::
+
+    project = Project.open(".")            # reads ./setpoint.yaml, opens ./.setpoint/
+    project.ingest("data/january.csv")     # validate and store a batch
+    outcome = project.train()              # train, register, put through the gate
+    outcome.decision.passed
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from setpoint.train.trainer import TrainResult, train_model
 __all__ = ["Project", "TrainOutcome"]
 
 TABULAR_KIND = "tabular/v1"
+_ROLLBACK = "rollback:"
 Progress = Callable[[str, float], None]
 
 
@@ -102,17 +104,30 @@ class Project:
         features = set(schema.feature_columns)
         numeric = [c for c in schema.numeric_columns if c in features]
         categorical = [c for c in schema.categorical_columns if c in features]
+        common: dict[str, Any] = {
+            "task": self.spec.task,
+            "target": self.spec.target,
+            "features_numeric": numeric,
+            "features_categorical": categorical,
+            "timestamp": self.spec.timestamp,
+            "primary_metric": self.spec.metric,
+        }
+        recipe = self.spec.model
+        tuned: dict[str, Any] | None = None
+        if recipe.tuning.trials > 0 or recipe.tuning.timeout_s is not None:
+            from setpoint.train.tune import tune
+
+            tuned = tune(
+                frame,
+                **common,
+                recipe=recipe,
+                trials=recipe.tuning.trials or None,
+                timeout_s=recipe.tuning.timeout_s,
+                progress=progress,
+            )
+            recipe = recipe.model_copy(update={"params": tuned})
         result = train_model(
-            frame,
-            task=self.spec.task,
-            target=self.spec.target,
-            features_numeric=numeric,
-            features_categorical=categorical,
-            timestamp=self.spec.timestamp,
-            recipe=self.spec.model,
-            segments=self.spec.segments,
-            primary_metric=self.spec.metric,
-            progress=progress,
+            frame, **common, recipe=recipe, segments=self.spec.segments, progress=progress
         )
         dataset_version = batches[-1].version
         lineage = {
@@ -123,7 +138,8 @@ class Project:
                 "rows": len(frame),
             },
             "schema_version": schema.version,
-            "recipe": self.spec.model.model_dump(mode="json"),
+            "recipe": recipe.model_dump(mode="json"),
+            "tuned": tuned is not None,
             "split": result.split,
             "code": code_version(self.root),
             "packages": package_versions(),
@@ -154,21 +170,27 @@ class Project:
         return self._judge(candidate, frame=frame, promote=True, force=force, reason=reason)
 
     def rollback(self, *, reason: str) -> int:
-        """Give ``champion`` back to the version that held it before the current one."""
+        """Give ``champion`` back to the version that held it before the current one.
+
+        Repeated rollbacks walk further back (3 -> 2 -> 1), never flip-flop.
+        """
         history = alias_ops.alias_history_of(self.store.db, project=self.name, alias="champion")
-        current = alias_ops.get_alias(self.store.db, project=self.name, alias="champion")
-        previous = next(
-            (c.previous_version for c in reversed(history) if c.version == current), None
-        )
-        if current is None or previous is None:
+        held: list[int] = []
+        for change in history:
+            if change.reason.startswith(_ROLLBACK) and held:
+                held.pop()
+            elif change.version is not None:
+                held.append(change.version)
+        if len(held) < 2:
             raise SetpointError("Nothing to roll back to: no earlier champion.", project=self.name)
+        previous = held[-2]
         with self.store.db.write() as conn:
             alias_ops.set_alias(
                 conn,
                 project=self.name,
                 alias="champion",
                 version=previous,
-                reason=f"rollback: {reason}",
+                reason=f"{_ROLLBACK} {reason}",
                 actor="user",
             )
         return previous

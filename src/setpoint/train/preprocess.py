@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
@@ -105,6 +105,28 @@ def _objects(values: Any) -> list[Any]:
     return list(np.ravel(array).tolist())
 
 
+def _distinct(values: Any) -> tuple[npt.NDArray[np.intp], list[Any]] | None:
+    """Each row's position among the distinct values, and those values; -1 is missing.
+
+    Only for a pandas column whose present values all share one Python type
+    (a numeric, boolean or string dtype, or object text), where pandas' hashing
+    of values agrees with the typed keys of the row-by-row path; anything else
+    returns ``None`` and takes that path.
+    """
+    dtype = getattr(values, "dtype", None)
+    if dtype is None or getattr(values, "ndim", 0) != 1 or not hasattr(values, "to_numpy"):
+        return None
+    import pandas as pd  # a pandas column: pandas is already imported
+
+    homogeneous = getattr(dtype, "kind", "O") in "biuf" or isinstance(dtype, pd.StringDtype)
+    if not homogeneous and dtype == np.dtype(object):
+        homogeneous = pd.api.types.infer_dtype(values, skipna=True) == "string"
+    if not homogeneous:
+        return None
+    positions, uniques = pd.factorize(values, use_na_sentinel=True)
+    return np.asarray(positions, dtype=np.intp), list(uniques)
+
+
 class Preprocessor:
     """Learns imputation, category codes and scaling on training rows."""
 
@@ -157,9 +179,19 @@ class Preprocessor:
         self.categories_: dict[str, list[str]] = {}
         for name in self.categorical:
             counts: Counter[str] = Counter()
-            values = _objects(_column(data, name))
-            # Typed keys: True == 1 in Python, yet they are different categories.
-            for (_, value), count in Counter(zip(map(type, values), values, strict=True)).items():
+            column = _column(data, name)
+            distinct = _distinct(column)
+            tallied: Iterable[tuple[Any, int]]
+            if distinct is not None:
+                positions, uniques = distinct
+                tally = np.bincount(positions[positions >= 0], minlength=len(uniques))
+                tallied = zip(uniques, tally.tolist(), strict=True)
+            else:
+                values = _objects(column)
+                # Typed keys: True == 1 in Python, yet they are different categories.
+                typed = Counter(zip(map(type, values), values, strict=True))
+                tallied = ((value, count) for (_, value), count in typed.items())
+            for value, count in tallied:
                 key = category_key(value)
                 if key is not None:
                     counts[key] += count
@@ -188,6 +220,13 @@ class Preprocessor:
         kept = self.categories_[name]
         lookup: dict[Any, float] = {key: float(code) for code, key in enumerate(kept)}
         other, missing = float(len(kept)), float(len(kept) + 1)
+        distinct = _distinct(values)
+        if distinct is not None:
+            positions, uniques = distinct
+            keys_of = map(category_key, uniques)
+            table = [missing if k is None else lookup.get(k, other) for k in keys_of]
+            # Position -1 (a missing value) picks the last entry: the missing code.
+            return np.asarray([*table, missing], dtype=np.float64)[positions]
         items = _objects(values)
         # Typed keys, since True == 1 in Python yet they are different categories.
         keys = list(zip(map(type, items), items, strict=True))

@@ -99,5 +99,9 @@ def encode_target(
             column=name,
         )
     codes = {label: float(code) for code, label in enumerate(classes)}
-    y = np.fromiter((codes[json_safe_label(v)] for v in values), np.float64, len(values))
+    # Each distinct value is encoded once (the same equality as pd.unique above),
+    # then the codes are spread to the rows.
+    positions, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.asarray([codes[json_safe_label(v)] for v in uniques], dtype=np.float64)
+    y = table[positions]
     return y, classes

