@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from setpoint.errors import ConfigError, NotFoundError, SetpointError
+from setpoint.data.asof import asof_join
+from setpoint.data.sources import read_source
+from setpoint.errors import ConfigError, NotFoundError, SchemaError, SetpointError
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry.datasets import IngestResult, ingest, latest_schema, load_dataset
 from setpoint.registry.events import Event, list_events
@@ -32,7 +34,7 @@ from setpoint.registry.models import (
     register_model,
 )
 from setpoint.spec.loader import SPEC_FILE, load_spec
-from setpoint.spec.model import ProjectSpec, Task
+from setpoint.spec.model import ProjectSpec, SourceSpec, Task
 from setpoint.store.workspace import Store
 from setpoint.train.model import TabularModel
 from setpoint.train.split import time_split
@@ -76,16 +78,60 @@ class Project:
     def ingest(
         self, source: Any = None, *, name: str = "events", new_schema: bool = False
     ) -> IngestResult:
-        """Validate and store one batch; ``source`` defaults to ``sources.<name>`` of the spec."""
+        """Validate and store one batch; ``source`` defaults to ``sources.<name>`` of the spec.
+
+        Batches of ``events`` first get the spec's ``joins``: each feature table
+        is joined point-in-time, so a row only ever sees feature values that
+        existed at its own time.
+        """
         if source is None:
             if name not in self.spec.sources:
                 raise ConfigError(
                     f"No source given and the spec has no 'sources.{name}' entry.", dataset=name
                 )
             source = self.spec.sources[name]
-            if source.path is not None and not Path(source.path).is_absolute():
-                source = source.model_copy(update={"path": str(self.root / source.path)})
-        return ingest(self.store, self.spec, source, name=name, new_schema=new_schema)
+        if isinstance(source, SourceSpec | str | Path):
+            label = source.path or "sql query" if isinstance(source, SourceSpec) else str(source)
+            source = read_source(source, name=label, root=self.root)
+        else:
+            label = None
+        if name == "events" and self.spec.joins:
+            source = self._join_features(source)
+        return ingest(self.store, self.spec, source, name=name, new_schema=new_schema, label=label)
+
+    def _join_features(self, events: Any) -> pd.DataFrame:
+        frame = read_source(events)
+        for i, join in enumerate(self.spec.joins):
+            features = read_source(self.spec.sources[join.source], name=join.source, root=self.root)
+            keep = join.columns or [c for c in features.columns if c not in join.by]
+            missing = [c for c in [*join.by, join.feature_time, *keep] if c not in features]
+            if missing:
+                raise SchemaError(
+                    f"joins[{i}]: the feature table {join.source!r} has no column(s) {missing}.",
+                    column=missing[0],
+                )
+            event_time = join.event_time or str(self.spec.timestamp)
+            if event_time not in frame:
+                raise SchemaError(
+                    f"joins[{i}]: the events have no time column {event_time!r}.",
+                    column=event_time,
+                )
+            selected = features[list(dict.fromkeys([*join.by, join.feature_time, *keep]))]
+            frame = asof_join(
+                frame.assign(**{event_time: _as_datetime(frame[event_time], event_time)}),
+                selected.assign(
+                    **{join.feature_time: _as_datetime(selected[join.feature_time], join.source)}
+                ),
+                by=join.by,
+                event_time=event_time,
+                feature_time=join.feature_time,
+                tolerance=None
+                if join.tolerance_delta is None
+                else pd.Timedelta(join.tolerance_delta),
+            )
+            if join.feature_time not in keep:
+                frame = frame.drop(columns=[join.feature_time], errors="ignore")
+        return frame
 
     # Training and the gate ------------------------------------------------------------
     def train(
@@ -288,3 +334,15 @@ class Project:
 
     def _scores(self, model: TabularModel, holdout: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict_scores(holdout))
+
+
+def _as_datetime(values: pd.Series, where: str) -> pd.Series:
+    """Times as UTC datetimes; text must be ISO 8601."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values
+    try:
+        return pd.to_datetime(values, utc=True, format="ISO8601")
+    except (ValueError, TypeError) as exc:
+        raise SchemaError(
+            f"{where}: column {values.name!r} is not ISO 8601 times: {exc}", column=str(values.name)
+        ) from None

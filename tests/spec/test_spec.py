@@ -26,7 +26,14 @@ def test_minimal_spec_gets_defaults() -> None:
         (MINIMAL + "model:\n  family: xgboost\n", 5, "model.family", "lightgbm"),
         (MINIMAL + "gate:\n  margin: 0\n  confidnce: 0.9\n", 6, "gate.confidnce", "unknown key"),
         (MINIMAL + "validation:\n  max_bad_share: 1.5\n", 5, "validation.max_bad_share", "1"),
-        (MINIMAL + "metric: rmse\n", 1, "(root)", "does not fit task"),
+        (MINIMAL + "metric: rmse\n", 4, "metric", "does not fit task"),
+        (
+            MINIMAL
+            + "timestamp: t\nsources: {}\njoins:\n  - {source: w, by: [k], feature_time: f}\n",
+            7,
+            "joins[0].source",
+            "not a key of 'sources'",
+        ),
         (MINIMAL + "sources:\n  events: {sql: select 1}\n", 5, "sources.events", "url"),
         ("project: demo\ntask: binary\n", 1, "target", "required"),
         ("project: bad name!\ntask: binary\ntarget: y\n", 1, "project", "pattern"),

@@ -97,13 +97,14 @@ def ingest(
     *,
     name: str = "events",
     new_schema: bool = False,
+    label: str | None = None,
 ) -> IngestResult:
     """Read, validate and store one batch of ``name``.
 
     Raises BatchRefusedError, with the report, when the bad share is over the
     spec's limit; nothing but an ``ingest_refused`` event is written then.
     """
-    label = _describe(source)
+    label = label or _describe(source)
     frame = read_source(source, name=label)
     content = frame_hash(frame)
     existing = _find(store, project=spec.project, name=name, content_hash=content)

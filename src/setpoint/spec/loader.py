@@ -7,6 +7,7 @@ user has to edit.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,30 @@ def parse_spec(text: str, *, source: str = SPEC_FILE) -> ProjectSpec:
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key (check its spelling)"
+        if not loc:
+            # Cross-field checks run on the whole model; they name their key first.
+            loc, key = _leading_key(message, loc, key)
+            message = message.removeprefix(key).lstrip(" :") if loc else message
         if len(exc.errors()) > 1:
             message += f" (and {len(exc.errors()) - 1} more problem(s))"
         raise SpecError(message, path=source, line=_line_of(root, loc), key=key) from None
+
+
+_KEY = re.compile(r"^([A-Za-z_]+)(?:\[(\d+)\])?(?:\.([A-Za-z_]+))?\b")
+
+
+def _leading_key(message: str, loc: tuple[Any, ...], key: str) -> tuple[tuple[Any, ...], str]:
+    """``joins[0].source 'w' is ...`` -> (("joins", 0, "source"), "joins[0].source")."""
+    match = _KEY.match(message)
+    if match is None or match.group(1) not in ProjectSpec.model_fields:
+        return loc, key
+    name, index, sub = match.groups()
+    parts: tuple[Any, ...] = (name,)
+    if index is not None:
+        parts += (int(index),)
+    if sub is not None:
+        parts += (sub,)
+    return parts, match.group(0)
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

@@ -6,6 +6,8 @@ handful of lines. Unknown keys are errors: a typo must not be silently ignored.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -14,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "FeatureSpec",
     "GatePolicy",
+    "JoinSpec",
     "ModelRecipe",
     "ProjectSpec",
     "SourceSpec",
@@ -52,6 +55,39 @@ class SourceSpec(_Strict):
         if self.sql is not None and not self.url:
             raise ValueError("'sql' needs 'url', the SQLAlchemy URL to run it on")
         return self
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
+
+
+class JoinSpec(_Strict):
+    """A point-in-time join of a feature table onto every batch of ``events``.
+
+    Each event gets the latest row of ``source`` with the same ``by`` key whose
+    ``feature_time`` is at or before the event's time, so training never sees
+    a feature value from the future.
+    """
+
+    source: str = Field(description="A key of `sources` naming the feature table.")
+    by: list[str] = Field(min_length=1)
+    feature_time: str
+    event_time: str | None = Field(default=None, description="Default: the spec's timestamp.")
+    tolerance: str | None = Field(default=None, description="Oldest usable row, e.g. 3h, 2d.")
+    columns: list[str] | None = Field(default=None, description="Default: every other column.")
+
+    @model_validator(mode="after")
+    def _duration(self) -> JoinSpec:
+        if self.tolerance is not None and not _DURATION.match(self.tolerance):
+            raise ValueError(f"tolerance {self.tolerance!r} is not a duration like 30min, 3h or 2d")
+        return self
+
+    @property
+    def tolerance_delta(self) -> timedelta | None:
+        match = _DURATION.match(self.tolerance or "")
+        if match is None:
+            return None
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
 class FeatureSpec(_Strict):
@@ -155,6 +191,7 @@ class ProjectSpec(_Strict):
     timestamp: str | None = None
     entity: str | None = Field(default=None, description="Unique id column of each row.")
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
+    joins: list[JoinSpec] = Field(default_factory=list)
     features: dict[str, FeatureSpec] = Field(default_factory=dict)
     segments: list[str] = Field(default_factory=list)
     model: ModelRecipe = ModelRecipe()
@@ -182,6 +219,14 @@ class ProjectSpec(_Strict):
                 f"metric {self.metric!r} does not fit task {self.task.value!r}; "
                 f"choose one of {sorted(allowed)}"
             )
+        for i, join in enumerate(self.joins):
+            if join.source not in self.sources:
+                raise ValueError(
+                    f"joins[{i}].source {join.source!r} is not a key of 'sources' "
+                    f"(have {sorted(self.sources)})"
+                )
+            if join.event_time is None and self.timestamp is None:
+                raise ValueError(f"joins[{i}] needs 'event_time' when the spec has no timestamp")
         reserved = {self.target, self.timestamp, self.entity} - {None}
         for name, feature in self.features.items():
             if name in reserved and not feature.exclude:
