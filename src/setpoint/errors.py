@@ -72,6 +72,7 @@ class SpecError(ConfigError):
         self.path = path
         self.line = line
         self.key = key
+        self.detail = message  # without the location, for callers that word it their way
 
 
 class SettingError(ConfigError):

@@ -11,7 +11,7 @@ Typical use::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,18 @@ import numpy as np
 import pandas as pd
 
 from setpoint.data.asof import asof_join
+from setpoint.data.schema import Schema, check_feature_types, check_spec_columns
 from setpoint.data.sources import read_source
-from setpoint.errors import ConfigError, NotFoundError, SchemaError, SetpointError
+from setpoint.errors import (
+    ConfigError,
+    InvalidParameterError,
+    NotFoundError,
+    SchemaError,
+    SetpointError,
+    StoreError,
+)
 from setpoint.registry import aliases as alias_ops
-from setpoint.registry.datasets import IngestResult, ingest, latest_schema, load_dataset
+from setpoint.registry.datasets import IngestResult, get_schema, ingest, load_dataset
 from setpoint.registry.events import Event, list_events
 from setpoint.registry.gate import GateDecision, evaluate_gate, record_gate_decision
 from setpoint.registry.lineage import code_version, package_versions
@@ -33,6 +41,7 @@ from setpoint.registry.models import (
     load_artifacts,
     register_model,
 )
+from setpoint.settings import get_settings
 from setpoint.spec.loader import SPEC_FILE, load_spec
 from setpoint.spec.model import ProjectSpec, SourceSpec, Task
 from setpoint.store.workspace import Store
@@ -68,7 +77,17 @@ class Project:
     def open(cls, root: Path | str = ".", *, spec_path: Path | str | None = None) -> Project:
         root = Path(root)
         spec = load_spec(Path(spec_path) if spec_path else root / SPEC_FILE)
-        return cls(spec, Store.open(root), root=root)
+        try:
+            store = Store.open(root)
+        except OSError as exc:
+            # The embedded store's folder cannot be made (SETPOINT_HOME is a
+            # file, read-only, on a missing drive...).
+            raise StoreError(
+                f"Cannot create the store folder {exc.filename}: {exc.strerror}. It comes from "
+                "SETPOINT_HOME (default: .setpoint in the project folder).",
+                path=str(exc.filename),
+            ) from None
+        return cls(spec, store, root=root)
 
     @property
     def name(self) -> str:
@@ -92,7 +111,9 @@ class Project:
             source = self.spec.sources[name]
         if isinstance(source, SourceSpec | str | Path):
             label = source.path or "sql query" if isinstance(source, SourceSpec) else str(source)
-            source = read_source(source, name=label, root=self.root)
+            # The entity is read as text: ids must keep their leading zeros and digits.
+            ids = [self.spec.entity] if self.spec.entity else []
+            source = read_source(source, name=label, root=self.root, text_columns=ids)
         else:
             label = None
         if name == "events" and self.spec.joins:
@@ -144,12 +165,9 @@ class Project:
     ) -> TrainOutcome:
         """Train on a dataset version, register the model, and put it through the gate."""
         frame, batches = load_dataset(self.store, project=self.name, name=dataset, version=version)
-        schema = latest_schema(self.store, project=self.name)
-        if schema is None:
-            raise NotFoundError(kind="schema", name=self.name, hint="Ingest a dataset first.")
-        features = set(schema.feature_columns)
-        numeric = [c for c in schema.numeric_columns if c in features]
-        categorical = [c for c in schema.categorical_columns if c in features]
+        # The schema the data was validated with: a newer one may type columns otherwise.
+        schema = get_schema(self.store, project=self.name, version=batches[-1].schema_version)
+        numeric, categorical, unused = _features(self.spec, schema)
         common: dict[str, Any] = {
             "task": self.spec.task,
             "target": self.spec.target,
@@ -159,6 +177,9 @@ class Project:
             "primary_metric": self.spec.metric,
         }
         recipe = self.spec.model
+        threads: int = get_settings().num_threads
+        if threads and recipe.family == "lightgbm" and "num_threads" not in recipe.params:
+            recipe = recipe.model_copy(update={"params": {**recipe.params, "num_threads": threads}})
         tuned: dict[str, Any] | None = None
         if recipe.tuning.trials > 0 or recipe.tuning.timeout_s is not None:
             from setpoint.train.tune import tune
@@ -184,6 +205,7 @@ class Project:
                 "rows": len(frame),
             },
             "schema_version": schema.version,
+            "features": {"numeric": numeric, "categorical": categorical, "unused": unused},
             "recipe": recipe.model_dump(mode="json"),
             "tuned": tuned is not None,
             "split": result.split,
@@ -191,28 +213,44 @@ class Project:
             "packages": package_versions(),
             "timings": result.timings,
         }
+        files = result.model.to_files()
+        # Judged before it is registered, on the very bytes that will be stored:
+        # a gate that cannot judge it must leave no version without a decision.
+        decision = self._decide(TabularModel.from_files(files), number=0, frame=frame)
         registered = register_model(
             self.store,
             project=self.name,
             kind=TABULAR_KIND,
-            files=result.model.to_files(),
+            files=files,
             lineage=lineage,
             metrics={"slices": result.metrics, "segments": result.segment_metrics},
             params=result.params,
         )
-        decision = self._judge(registered, frame=frame, promote=promote)
+        decision = replace(decision, challenger=registered.version)
+        self._record(decision, promote=promote)
         return TrainOutcome(version=registered, result=result, decision=decision)
 
     def promote(self, version: int, *, reason: str = "", force: bool = False) -> GateDecision:
         """Put ``version`` through the gate; it becomes champion if it passes (or if forced)."""
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise InvalidParameterError(
+                owner="Project.promote", parameter="version", expected="an int", got=version
+            )
         candidate = get_version(self.store, project=self.name, version=version)
+        if alias_ops.get_alias(self.store.db, project=self.name, alias="champion") == version:
+            return GateDecision(
+                passed=True,
+                metric=self.spec.metric,
+                challenger=version,
+                champion=version,
+                n=0,
+                reasons=[f"{self.name}@{version} is already the champion; nothing changed"],
+            )
         name = candidate.lineage["dataset"]["name"]
-        frame, _ = load_dataset(
-            self.store,
-            project=self.name,
-            name=name,
-            version=candidate.lineage["dataset"]["version"],
-        )
+        data_version = candidate.lineage["dataset"]["version"]
+        frame, _ = load_dataset(self.store, project=self.name, name=name, version=data_version)
+        # The gate reads the spec's target, timestamp and segments from this data.
+        check_spec_columns(self.spec, list(frame.columns), where=f"dataset {name} v{data_version}")
         return self._judge(candidate, frame=frame, promote=True, force=force, reason=reason)
 
     def rollback(self, *, reason: str) -> int:
@@ -225,7 +263,8 @@ class Project:
         for change in history:
             if change.reason.startswith(_ROLLBACK) and held:
                 held.pop()
-            elif change.version is not None:
+            elif change.version is not None and held[-1:] != [change.version]:
+                # Promoting the champion again is no change of hands to undo.
                 held.append(change.version)
         if len(held) < 2:
             raise SetpointError("Nothing to roll back to: no earlier champion.", project=self.name)
@@ -264,7 +303,8 @@ class Project:
                 f"Model {self.name}@{ref} is a {version.kind!r} model, not a tabular one.",
                 kind=version.kind,
             )
-        return TabularModel.from_files(load_artifacts(self.store, version))
+        threads: int = get_settings().num_threads
+        return TabularModel.from_files(load_artifacts(self.store, version), num_threads=threads)
 
     # Internals ------------------------------------------------------------------------
     def _judge(
@@ -276,26 +316,68 @@ class Project:
         force: bool = False,
         reason: str = "",
     ) -> GateDecision:
-        holdout = self._holdout(frame)
         challenger = self.load_model(candidate.version)
+        decision = self._decide(challenger, number=candidate.version, frame=frame)
+        self._record(decision, promote=promote, force=force, reason=reason)
+        return decision
+
+    def _decide(
+        self, challenger: TabularModel, *, number: int, frame: pd.DataFrame
+    ) -> GateDecision:
+        """The gate's verdict on ``challenger`` (version ``number``); nothing is written."""
+        if (challenger.task, challenger.target) != (self.spec.task, self.spec.target):
+            raise ConfigError(
+                f"Model {self.name}@{number} predicts {challenger.target!r} "
+                f"({challenger.task.value}), but the spec now says {self.spec.target!r} "
+                f"({self.spec.task.value}): the gate cannot judge it on this spec.",
+                version=number,
+            )
+        holdout = self._holdout(frame)
         y = challenger.encode_labels(holdout[self.spec.target])
         champion_number = alias_ops.get_alias(self.store.db, project=self.name, alias="champion")
-        champion_scores = None
-        if champion_number is not None and champion_number != candidate.version:
-            champion_scores = self._scores(self.load_model(champion_number), holdout)
-        elif champion_number == candidate.version:
+        if champion_number == number:
             champion_number = None
-        decision = evaluate_gate(
+        champion_scores = None
+        if champion_number is not None:
+            champion = self.load_model(champion_number)
+            if (champion.task, champion.target, champion.classes) != (
+                challenger.task,
+                challenger.target,
+                challenger.classes,
+            ):
+                # The spec's task, target or classes changed since the champion was
+                # trained: their scores are not comparable row by row.
+                return GateDecision(
+                    passed=False,
+                    metric=self.spec.metric,
+                    challenger=number,
+                    champion=champion_number,
+                    n=len(y),
+                    reasons=[
+                        f"the champion @{champion_number} predicts {champion.target!r} "
+                        f"({champion.task.value}, classes {champion.classes}), this model "
+                        f"{challenger.target!r} ({challenger.task.value}, classes "
+                        f"{challenger.classes}): not comparable; promote it with --force"
+                    ],
+                )
+            champion_scores = self._scores(champion, holdout)
+        return evaluate_gate(
             y,
             champion_scores,
             self._scores(challenger, holdout),
             metric=self.spec.metric,
             policy=self.spec.gate,
-            challenger=candidate.version,
+            challenger=number,
             champion=champion_number,
             segments=holdout[self.spec.segments] if self.spec.segments else None,
             stratify=self.spec.task is not Task.REGRESSION,
         )
+
+    def _record(
+        self, decision: GateDecision, *, promote: bool, force: bool = False, reason: str = ""
+    ) -> None:
+        """Store the decision and move the alias it earns, in one transaction."""
+        candidate = decision.challenger
         with self.store.db.write() as conn:
             record_gate_decision(conn, project=self.name, decision=decision)
             if promote and (decision.passed or force):
@@ -306,7 +388,7 @@ class Project:
                     conn,
                     project=self.name,
                     alias="champion",
-                    version=candidate.version,
+                    version=candidate,
                     reason=why,
                     actor="user" if force else "gate",
                 )
@@ -315,11 +397,10 @@ class Project:
                     conn,
                     project=self.name,
                     alias="challenger",
-                    version=candidate.version,
+                    version=candidate,
                     reason="gate not passed: " + "; ".join(decision.reasons),
                     actor="gate",
                 )
-        return decision
 
     def _holdout(self, frame: pd.DataFrame) -> pd.DataFrame:
         # The same call as the trainer's, so the gate judges the very test rows.
@@ -334,6 +415,52 @@ class Project:
 
     def _scores(self, model: TabularModel, holdout: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict_scores(holdout))
+
+
+def _features(spec: ProjectSpec, schema: Schema) -> tuple[list[str], list[str], dict[str, str]]:
+    """Numeric and categorical feature columns, and why each other column is left out.
+
+    The stored schema says what each column holds; the spec, perhaps edited
+    since the schema was inferred, says which columns are the target,
+    timestamp and entity and which are excluded. Booleans train as 0/1.
+    """
+    check_spec_columns(spec, schema.names, where=f"schema v{schema.version} of the stored data")
+    check_feature_types(spec, schema)
+    if spec.timestamp is not None and schema.column(spec.timestamp).kind != "datetime":
+        kind = schema.column(spec.timestamp).kind
+        raise SchemaError(
+            f"The spec's timestamp {spec.timestamp!r} is a {kind} column in schema "
+            f"v{schema.version}, not date-times. Ingest with --new-schema to re-infer it, or "
+            "change 'timestamp'.",
+            column=spec.timestamp,
+            key="timestamp",
+        )
+    roles = {spec.target, spec.timestamp, spec.entity}
+    excluded = {name for name, feature in spec.features.items() if feature.exclude}
+    numeric: list[str] = []
+    categorical: list[str] = []
+    unused: dict[str, str] = {}
+    for column in schema.columns:
+        if column.name in roles:
+            continue
+        if column.name in excluded:
+            unused[column.name] = "excluded in the spec"
+        elif column.kind in ("numeric", "boolean"):
+            numeric.append(column.name)
+        elif column.kind == "categorical":
+            categorical.append(column.name)
+        else:
+            unused[column.name] = f"{column.kind} columns are not trained on"
+    if not numeric and not categorical:
+        why = "; ".join(f"{name!r}: {reason}" for name, reason in unused.items()) or "none"
+        raise SchemaError(
+            f"No column to train on: every column is the target, timestamp or entity, or is "
+            f"left out ({why}). Declare a kind with features.<column>.type: numeric (or "
+            "categorical) in the spec; it applies to a new schema (setpoint data ingest "
+            "--new-schema), and batches stored before keep the kinds they were validated with.",
+            column=None,
+        )
+    return numeric, categorical, unused
 
 
 def _as_datetime(values: pd.Series, where: str) -> pd.Series:

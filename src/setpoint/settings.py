@@ -8,6 +8,7 @@ for, so tests and long-lived processes see the value in force at that moment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +34,39 @@ class Setting:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _int(text)
     if value <= 0:
         raise ValueError("must be a positive integer")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        # int()'s own message ("invalid literal for int() with base 10") is Python's.
+        raise ValueError("not a whole number") from None
+
+
+# The stores setpoint supports; a URL for another database would fail later,
+# with a message about a driver instead of about this setting.
+_DB_URL = re.compile(r"^(sqlite|postgresql)(\+[A-Za-z0-9_]+)?://")
+
+
+def _db_url(text: str) -> str:
+    if text and not _DB_URL.match(text):
+        raise ValueError(
+            "not a SQLite or PostgreSQL URL; expected e.g. sqlite:///path/setpoint.db or "
+            "postgresql+psycopg://user@host/db, or empty for the embedded store"
+        )
+    return text
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -51,6 +81,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         "SQLAlchemy URL of the metadata store, e.g. postgresql+psycopg://user@host/db. "
         "Empty means a SQLite file <home>/setpoint.db in WAL mode.",
+        _db_url,
     ),
     Setting(
         "artifacts_url",
@@ -68,7 +99,7 @@ SETTINGS: tuple[Setting, ...] = (
         "num_threads",
         "0",
         "Threads for model training and scoring; 0 lets LightGBM use every core.",
-        int,
+        _non_negative_int,
     ),
 )
 
@@ -89,15 +120,26 @@ class Settings:
         try:
             return setting.parse(raw)
         except ValueError as exc:
+            # A database URL may carry a password: never echo it.
+            shown = _redacted(raw) if setting.name == "db_url" else raw
             raise SettingError(
-                f"{setting.env}={raw!r} is invalid: {exc}. {setting.help}",
+                f"{setting.env}={shown!r} is invalid: {exc}. {setting.help}",
                 name=setting.env,
-                value=raw,
+                value=shown,
             ) from None
 
     def home_path(self, root: Path) -> Path:
         home = Path(self.home)
         return home if home.is_absolute() else root / home
+
+
+def _redacted(url: str) -> str:
+    """A URL-like setting with any password hidden.
+
+    >>> _redacted("mysql://ann:s3cret@db/x")
+    'mysql://ann:***@db/x'
+    """
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def get_settings() -> Settings:

@@ -280,7 +280,9 @@ def test_several_anomalies_in_one_row_and_report_output() -> None:
     assert summary.splitlines()[0] == "6 rows: 2 bad (33.3%), 4 clean; REFUSED: " + (
         "33.3% of the rows are bad, more than the allowed 5.0%."
     )
-    assert "type_mismatch 1, unseen_category 1, missing_target 1" in summary
+    assert (
+        "type_mismatch 1 (in 'x'), unseen_category 1 (in 'c'), missing_target 1 (in 'y')" in summary
+    )
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["examples"][0]["row"] == "r2"
     assert data["examples"][1]["anomalies"] == [

@@ -45,7 +45,8 @@ def test_same_content_is_one_version(store: Store, weather: pd.DataFrame) -> Non
     january = weather[weather["month"] == 1].reset_index(drop=True)
     first = ingest(store, SPEC, january)
     again = ingest(store, SPEC, january.copy())
-    assert first.created and not again.created
+    assert first.created
+    assert not again.created
     assert again.dataset.version == first.dataset.version == 1
     assert len(list_datasets(store, project="weather")) == 1
 

@@ -51,8 +51,10 @@ def test_clearly_better_challenger_passes(july: pd.DataFrame) -> None:
         stratify=True,
     )
     assert decision.passed, decision.reasons
-    assert decision.ci_low is not None and decision.ci_low > 0
-    assert decision.challenger_value is not None and decision.champion_value is not None
+    assert decision.ci_low is not None
+    assert decision.ci_low > 0
+    assert decision.challenger_value is not None
+    assert decision.champion_value is not None
     assert decision.challenger_value > decision.champion_value
 
 
@@ -66,7 +68,8 @@ def test_identical_or_worse_challenger_fails(july: pd.DataFrame) -> None:
         y, same, _scores(july, 60, 4), metric="roc_auc", policy=POLICY, challenger=3, champion=1
     )
     assert not worse.passed
-    assert worse.ci_high is not None and worse.ci_high < 0
+    assert worse.ci_high is not None
+    assert worse.ci_high < 0
 
 
 def test_margin_is_applied_to_the_lower_bound(july: pd.DataFrame) -> None:
@@ -114,4 +117,5 @@ def test_regression_metrics_are_oriented(july: pd.DataFrame) -> None:
     bad = y + np.random.default_rng(9).normal(0, 40, len(y))
     decision = evaluate_gate(y, bad, good, metric="rmse", policy=POLICY, challenger=2, champion=1)
     assert decision.passed
-    assert decision.delta is not None and decision.delta > 0  # positive means better
+    assert decision.delta is not None
+    assert decision.delta > 0

@@ -113,6 +113,11 @@ def _train(
     with progress_bar("training") as update:
         outcome = project.train(dataset=dataset, version=version, promote=promote, progress=update)
     console.print(f"Registered {project.name}@{outcome.version.version}.")
+    unused = outcome.version.lineage.get("features", {}).get("unused", {})
+    if unused:
+        # Said out loud: a column silently left out looks like a column used.
+        left_out = "; ".join(f"{name} ({why})" for name, why in unused.items())
+        console.print(f"Not trained on: {left_out}.", soft_wrap=True)
     print_metrics(outcome.version)
     print_decision(outcome.decision)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from setpoint._console import console, table
+from setpoint._console import console, fmt, table
 from setpoint.cli._options import ProjectDir, open_project
 
 __all__ = ["app"]
@@ -39,6 +39,9 @@ def _ingest(
     from setpoint.errors import BatchRefusedError
 
     project = open_project(directory)
+    if source is not None and directory.resolve() != Path.cwd().resolve():
+        # A path typed in a shell is relative to the shell's folder, not to --dir.
+        source = str(Path.cwd() / Path(source).expanduser())
     try:
         result = project.ingest(source, name=name, new_schema=new_schema)
     except BatchRefusedError as exc:
@@ -54,6 +57,8 @@ def _ingest(
     )
     if result.report is not None:
         _print_counts(result.report.counts)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
 
 
 def _print_counts(counts: dict[str, int]) -> None:
@@ -96,14 +101,18 @@ def _schema(directory: ProjectDir = Path()) -> None:
         return
     rows = []
     for column in schema.columns:
-        domain = (
-            f"{len(column.categories)} categories"
-            if column.categories is not None
-            else f"[{column.min}, {column.max}]"
-        )
-        rows.append((column.name, column.kind, domain, column.null_rate, column.unique))
+        if column.categories is not None:
+            domain = f"{len(column.categories)} categories"
+        elif column.min is not None or column.max is not None:
+            domain = f"[{fmt(column.min)}, {fmt(column.max)}]"
+        else:
+            domain = "-"
+        unique = "yes" if column.unique else "no"
+        rows.append((column.name, column.kind, domain, column.null_rate, unique))
     title = f"Schema v{schema.version} of {project.name}"
     console.print(table(title, ["column", "kind", "domain", "null rate", "unique"], rows))
+    for note in schema.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
 
 
 @app.command("quarantine")
@@ -118,6 +127,10 @@ def _quarantine(
     """Rows that failed validation, with their reasons. Nothing is dropped silently."""
     from setpoint.registry.quarantine import export_quarantine, list_quarantine, quarantine_counts
 
+    if export is not None and export.suffix.lower() not in (".csv", ".parquet"):
+        raise typer.BadParameter(
+            f"{str(export)!r} must end in .csv or .parquet", param_hint="'--export'"
+        )
     project = open_project(directory)
     if export is not None:
         n = export_quarantine(project.store, export, project=project.name, dataset=dataset)

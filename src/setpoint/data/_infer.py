@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from setpoint.data._coerce import (
 )
 from setpoint.errors import SchemaError
 
-__all__ = ["check_timestamp", "convert", "describe", "infer_kind"]
+__all__ = ["Inferred", "check_timestamp", "convert", "describe", "infer_kind"]
 # Up to this many distinct values a text column is always categorical (if the
 # policy allows that many); beyond it, values must repeat on average at least
 # twice, otherwise the column looks like free text or an identifier.
@@ -31,34 +31,73 @@ _NUMERIC_SHARE = 0.95
 # Likewise the timestamp column must mostly parse; its bad values are then
 # reported row by row as unparseable timestamps.
 _DATETIME_SHARE = 0.5
+# Below the numeric share but above this one, a text column is most likely a
+# number column with bad values: inference says so in a note.
+_MOSTLY_NUMERIC_SHARE = 0.5
 
 
-def infer_kind(series: pd.Series, *, max_categories: int, is_entity: bool) -> Kind:
+class Inferred(NamedTuple):
+    """A column's inferred kind and, when the guess deserves a human look, why.
+
+    The only note so far is for a column that is mostly numbers: the fix is
+    a ``type: numeric`` override, which the caller, knowing the name, words.
+    """
+
+    kind: Kind
+    note: str | None = None
+
+
+def infer_kind(series: pd.Series, *, max_categories: int, is_entity: bool) -> Inferred:
     """The kind of a column whose spec says nothing about it."""
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
-        return "boolean"
+        return Inferred("boolean")
     if pd.api.types.is_numeric_dtype(dtype):
-        return "numeric"
+        return Inferred("numeric")
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        return "datetime"
+        return Inferred("datetime")
     if pd.api.types.is_timedelta64_dtype(dtype):
-        return "text"
+        return Inferred("text")
     values = series[series.notna().to_numpy(dtype=bool)]
     if len(values) == 0:
-        return "text"
+        return Inferred("text")
     if values.dtype == object and values.map(lambda v: isinstance(v, bool | np.bool_)).all():
-        return "boolean"
-    parsed = as_numeric(values).notna().to_numpy(dtype=bool)
+        return Inferred("boolean")
+    numbers = as_numeric(values)
+    parsed = numbers.notna().to_numpy(dtype=bool)
     blank = null_tokens(values, ~parsed)
     # Blank strings in a frame built by hand are missing values, not text.
-    if parsed.any() and parsed.sum() >= _NUMERIC_SHARE * (len(values) - blank.sum()):
-        return "numeric"
+    present = len(values) - int(blank.sum())
+    if parsed.any() and parsed.sum() >= _NUMERIC_SHARE * present:
+        if is_entity and not _exact_integers(values, numbers):
+            # As numbers, "007" would become 7 and a 30-digit id a float that
+            # collides with its neighbours: such ids stay text.
+            return Inferred("text")
+        return Inferred("numeric")
     if is_entity:
-        return "text"
+        return Inferred("text")
     distinct = as_text(values).nunique()
     limit = min(max_categories, max(_ALWAYS_CATEGORICAL, len(values) // 2))
-    return "categorical" if distinct <= limit else "text"
+    kind: Kind = "categorical" if distinct <= limit else "text"
+    share = parsed.sum() / present if present else 0.0
+    if share < _MOSTLY_NUMERIC_SHARE:
+        return Inferred(kind)
+    example = values[~parsed & ~blank].iloc[0]
+    return Inferred(
+        kind,
+        f"{share:.0%} of its values are numbers, but others are not (e.g. {example!r}), so it "
+        f"was inferred as {kind}" + (", which is not trained on" if kind == "text" else ""),
+    )
+
+
+def _exact_integers(text: pd.Series, numbers: pd.Series) -> bool:
+    """Whether ``numbers`` are int64 and print back as exactly the ``text`` they came from."""
+    if not pd.api.types.is_integer_dtype(numbers.dtype):
+        return False
+    if not (pd.api.types.is_string_dtype(text.dtype) or text.dtype == object):
+        return True
+    written = text.astype("str").str.strip()
+    return bool((numbers.astype("str") == written).all())
 
 
 def _null_mask(series: pd.Series, kind: Kind, converted: pd.Series) -> np.ndarray:

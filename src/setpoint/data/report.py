@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -56,7 +56,8 @@ class ValidationReport:
     column order, with the batch's index. ``bad`` holds the bad rows as they
     came, all columns included, with the batch's index label in ``_row``;
     ``reasons[i]`` lists the anomalies of ``bad.iloc[i]``. ``counts`` has one
-    entry per :class:`AnomalyKind`: row anomalies plus batch anomalies.
+    entry per :class:`AnomalyKind`: row anomalies plus batch anomalies;
+    ``columns`` names, for each kind found, the columns it was found in.
     """
 
     clean: pd.DataFrame
@@ -69,6 +70,7 @@ class ValidationReport:
     bad_share: float
     refused: bool
     refusal: str | None = None
+    columns: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         """A few lines for a terminal or a log."""
@@ -77,11 +79,18 @@ class ValidationReport:
             f"{self.n_rows:,} rows: {self.n_bad:,} bad ({self.bad_share:.1%}), "
             f"{len(self.clean):,} clean; {verdict}."
         ]
-        found = [f"{kind} {n:,}" for kind, n in self.counts.items() if n]
+        found = [f"{kind} {n:,}{self._where(kind)}" for kind, n in self.counts.items() if n]
         if found:
             lines.append("Anomalies: " + ", ".join(found) + ".")
         lines += [f"  {a.kind}: {a.column}: {a.detail}" for a in self.batch_anomalies]
         return "\n".join(lines)
+
+    def _where(self, kind: str) -> str:
+        names = self.columns.get(kind, [])
+        if not names:
+            return ""
+        shown = ", ".join(map(repr, names[:5])) + (", ..." if len(names) > 5 else "")
+        return f" (in {shown})"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict with the figures and the first bad rows' reasons."""
@@ -93,6 +102,7 @@ class ValidationReport:
             "refused": self.refused,
             "refusal": self.refusal,
             "counts": dict(self.counts),
+            "columns": {kind: list(names) for kind, names in self.columns.items()},
             "batch_anomalies": [a.to_dict() for a in self.batch_anomalies],
             "examples": [
                 {"row": _json_safe(row), "anomalies": [a.to_dict() for a in reasons]}

@@ -17,9 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from setpoint.data._coerce import Kind, plain
 from setpoint.data._infer import check_timestamp, describe, infer_kind
 from setpoint.errors import InvalidParameterError, SchemaError
-from setpoint.spec.model import FeatureSpec, ProjectSpec
+from setpoint.spec.model import FeatureSpec, ProjectSpec, Task
 
-__all__ = ["ColumnSchema", "Kind", "Schema", "close_matches", "infer_schema"]
+__all__ = [
+    "ColumnSchema",
+    "Kind",
+    "Schema",
+    "check_feature_types",
+    "check_spec_columns",
+    "close_matches",
+    "infer_schema",
+]
 
 _Bound = Annotated[float, Field(allow_inf_nan=False)]
 
@@ -145,12 +153,16 @@ def close_matches(name: str, candidates: list[str]) -> str:
     >>> close_matches("zzz", ["temp"])
     ''
     """
-    by_case = [c for c in candidates if c.lower() == name.lower() and c != name]
+    # Case and stray spaces are the likeliest slips in a header: tried first.
+    key = name.strip().casefold()
+    by_case = [c for c in candidates if c.strip().casefold() == key and c != name]
     close = by_case or difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
     return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
 
 
-def infer_schema(df: pd.DataFrame, *, spec: ProjectSpec, version: int = 1) -> Schema:
+def infer_schema(
+    df: pd.DataFrame, *, spec: ProjectSpec, version: int = 1, source: str | None = None
+) -> Schema:
     """Infer the schema of ``df`` and apply the spec's ``features:`` overrides.
 
     Kinds: numbers, and text of which at least 95% are numbers, are
@@ -160,10 +172,23 @@ def infer_schema(df: pd.DataFrame, *, spec: ProjectSpec, version: int = 1) -> Sc
     and each seen twice on average beyond 20) and ``text`` otherwise. The
     entity column is never categorical and gets no range: new ids are expected.
     A column that is entirely null is kept, its kind taken from its dtype, and
-    named in ``Schema.notes``.
+    named in ``Schema.notes``, as is a text column that is mostly numbers.
 
-    Raises :class:`SchemaError` when the spec names a column ``df`` lacks.
+    Raises :class:`SchemaError` when the spec names a column ``df`` lacks, when
+    the timestamp column does not hold date-times, and when the target of a
+    classification task has a single value (the schema learned from it would
+    quarantine every other class). ``source`` names the data in those messages.
     """
+    try:
+        return _infer_schema(df, spec=spec, version=version)
+    except SchemaError as exc:
+        if source is None:
+            raise
+        context = {k: v for k, v in exc.context.items() if k != "column"}
+        raise SchemaError(f"{source}: {exc.message}", column=exc.column, **context) from None
+
+
+def _infer_schema(df: pd.DataFrame, *, spec: ProjectSpec, version: int) -> Schema:
     if not isinstance(df, pd.DataFrame):
         raise InvalidParameterError(
             owner="infer_schema",
@@ -186,7 +211,8 @@ def infer_schema(df: pd.DataFrame, *, spec: ProjectSpec, version: int = 1) -> Sc
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise SchemaError(f"Duplicate column names: {duplicated}.", column=duplicated[0])
-    _check_spec_columns(spec, names)
+    check_spec_columns(spec, names)
+    _check_target_classes(spec, df[df.columns[names.index(spec.target)]])
 
     columns: list[ColumnSchema] = []
     notes: list[str] = []
@@ -202,11 +228,16 @@ def infer_schema(df: pd.DataFrame, *, spec: ProjectSpec, version: int = 1) -> Sc
         elif override.categories is not None:
             kind = "categorical"
         else:
-            kind = infer_kind(
+            kind, note = infer_kind(
                 series,
                 max_categories=spec.validation.max_categories,
                 is_entity=name == spec.entity,
             )
+            if note is not None:
+                notes.append(
+                    f"Column {name!r}: {note}. Set features.{name}.type: numeric in the spec "
+                    "to quarantine the values that are not numbers instead."
+                )
         _check_override(name, kind, override)
         fields = describe(series, kind, is_entity=name == spec.entity)
         col = _apply_override(ColumnSchema(name=name, **fields), override)
@@ -228,7 +259,23 @@ def infer_schema(df: pd.DataFrame, *, spec: ProjectSpec, version: int = 1) -> Sc
     )
 
 
-def _check_spec_columns(spec: ProjectSpec, names: list[str]) -> None:
+def _check_target_classes(spec: ProjectSpec, target: pd.Series) -> None:
+    if spec.task is Task.REGRESSION:
+        return
+    distinct = pd.unique(plain(target).dropna())
+    if len(distinct) != 1:
+        return  # no value at all is for validation to refuse, row by row
+    raise SchemaError(
+        f"The target {spec.target!r} has one value only ({distinct[0]!r}) in this first batch; "
+        f"a {spec.task.value} schema learned from it would quarantine every other class. "
+        "Ingest a first batch that holds every class.",
+        column=spec.target,
+        key="target",
+    )
+
+
+def check_spec_columns(spec: ProjectSpec, names: list[str], *, where: str = "the data") -> None:
+    """Raise a :class:`SchemaError` naming each spec key whose column is not in ``names``."""
     named: list[tuple[str, str]] = [("target", spec.target)]
     named += [(role, v) for role in ("timestamp", "entity") if (v := getattr(spec, role))]
     named += [(f"features.{n}", n) for n in spec.features]
@@ -238,12 +285,38 @@ def _check_spec_columns(spec: ProjectSpec, names: list[str]) -> None:
         return
     problems = "; ".join(f"{key} names {col!r}{close_matches(col, names)}" for key, col in absent)
     shown = ", ".join(map(repr, names[:30])) + (", ..." if len(names) > 30 else "")
+    hint = ""
+    if len(names) == 1 and any(sep in names[0] for sep in ",;\t|"):
+        hint = (
+            " It has one column whose name holds separators: is 'delimiter:' of the source right?"
+        )
     raise SchemaError(
-        f"The spec names columns that are not in the data: {problems}. The data has: {shown}.",
+        f"The spec names columns that are not in {where}: {problems}. {where[0].upper()}"
+        f"{where[1:]} has: {shown}.{hint}",
         column=absent[0][1],
         key=absent[0][0],
         missing=dict(absent),
     )
+
+
+def check_feature_types(spec: ProjectSpec, schema: Schema) -> None:
+    """Raise a :class:`SchemaError` if a ``features.<column>.type`` disagrees with ``schema``.
+
+    A stored schema keeps the kinds it was inferred with; a type set in the
+    spec afterwards takes effect only in a new schema version.
+    """
+    for name, feature in spec.features.items():
+        if feature.type is None or name not in schema.names:
+            continue
+        kind = schema.column(name).kind
+        if kind != feature.type:
+            raise SchemaError(
+                f"features.{name}.type is {feature.type!r} in the spec, but schema "
+                f"v{schema.version} has {name!r} as {kind}. Ingest a batch with --new-schema "
+                "(Python: new_schema=True) to apply the spec, or remove the type.",
+                column=name,
+                key=f"features.{name}.type",
+            )
 
 
 def _check_override(name: str, kind: Kind, override: FeatureSpec) -> None:

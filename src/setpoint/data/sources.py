@@ -13,9 +13,11 @@ import contextlib
 import difflib
 import re
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -31,6 +33,11 @@ _CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zst")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _RAGGED = re.compile(r"Expected (\d+) columns, got (\d+)")
 _CHUNK = 1 << 20
+# What a byte-order mark says about a file that was read as something else.
+_BOMS = {b"\xff\xfe": "utf-16", b"\xfe\xff": "utf-16"}
+# Cells setpoint can store and validate: scalars. Anything pandas calls
+# "mixed" is scanned for containers, which have no schema kind.
+_CONTAINERS = (dict, list, set, frozenset, tuple, np.ndarray)
 
 
 def read_source(
@@ -38,12 +45,15 @@ def read_source(
     *,
     name: str | None = None,
     root: str | Path | None = None,
+    text_columns: Collection[str] = (),
 ) -> pd.DataFrame:
     """Read ``source`` into a DataFrame with string column names and a RangeIndex.
 
     ``name`` (the key under ``sources:`` in the spec) only labels error
     messages. ``root`` is the folder relative paths are resolved against,
-    usually the folder of ``setpoint.yaml``.
+    usually the folder of ``setpoint.yaml``. ``text_columns`` of a CSV file
+    are read as text, not guessed: ids like ``000123`` or 30-digit account
+    numbers must not become floats that lose digits.
 
     Raises :class:`SourceError` when the source cannot be read or holds no
     rows, and :class:`SchemaError` when column names are duplicated.
@@ -59,10 +69,16 @@ def read_source(
             encoding=source.encoding,
             delimiter=source.delimiter,
             name=name,
+            text_columns=text_columns,
         )
     if isinstance(source, str | Path):
         return _read_file(
-            _resolve(source, root), fmt=None, encoding="utf-8", delimiter=",", name=name
+            _resolve(source, root),
+            fmt=None,
+            encoding="utf-8",
+            delimiter=",",
+            name=name,
+            text_columns=text_columns,
         )
     if isinstance(source, pd.DataFrame):
         label = f"source {name!r}" if name else "DataFrame"
@@ -86,11 +102,18 @@ def _resolve(path: str | Path, root: str | Path | None) -> Path:
 
 
 def _label(path: Path, name: str | None) -> str:
-    return f"source {name!r} ({path})" if name else str(path)
+    # A name that is only the path again would print it twice.
+    return f"source {name!r} ({path})" if name and name != str(path) else str(path)
 
 
 def _read_file(
-    path: Path, *, fmt: str | None, encoding: str, delimiter: str, name: str | None
+    path: Path,
+    *,
+    fmt: str | None,
+    encoding: str,
+    delimiter: str,
+    name: str | None,
+    text_columns: Collection[str] = (),
 ) -> pd.DataFrame:
     label = _label(path, name)
     if not path.exists():
@@ -104,7 +127,9 @@ def _read_file(
     if fmt == "parquet":
         frame = _read_parquet(path, label)
         return _finish(frame, label=label, what="has columns but no rows")
-    frame = _read_csv(path, label, encoding=encoding, delimiter=delimiter)
+    frame = _read_csv(
+        path, label, encoding=encoding, delimiter=delimiter, text_columns=text_columns
+    )
     return _finish(frame, label=label, what="has a header but no rows")
 
 
@@ -144,7 +169,9 @@ def _read_parquet(path: Path, label: str) -> pd.DataFrame:
     return _arrow_to_pandas(table)
 
 
-def _read_csv(path: Path, label: str, *, encoding: str, delimiter: str) -> pd.DataFrame:
+def _read_csv(
+    path: Path, label: str, *, encoding: str, delimiter: str, text_columns: Collection[str] = ()
+) -> pd.DataFrame:
     if len(delimiter) != 1:
         raise SourceError(
             f"the delimiter must be a single character; got {delimiter!r}",
@@ -162,7 +189,9 @@ def _read_csv(path: Path, label: str, *, encoding: str, delimiter: str) -> pd.Da
     read = pacsv.ReadOptions(encoding=encoding)
     parse = pacsv.ParseOptions(delimiter=delimiter)
     # Like pandas, an empty string or "NA" in a text column is a missing value.
-    convert = pacsv.ConvertOptions(strings_can_be_null=True)
+    convert = pacsv.ConvertOptions(
+        strings_can_be_null=True, column_types=dict.fromkeys(text_columns, pa.string())
+    )
     try:
         table = pacsv.read_csv(
             path, read_options=read, parse_options=parse, convert_options=convert
@@ -173,6 +202,11 @@ def _read_csv(path: Path, label: str, *, encoding: str, delimiter: str) -> pd.Da
         text = str(exc)
         if "Empty CSV file" in text:
             raise SourceError("is empty (no header line)", source=label, path=str(path)) from None
+        if _find_bad_byte(path, encoding) is not None:
+            # Undecodable bytes (a binary or UTF-16 file) also break the rows;
+            # the encoding is the problem to report, and the ragged-row pass
+            # below would choke on the same bytes.
+            raise _encoding_error(path, label, encoding, column=None) from None
         ragged = _RAGGED.search(text)
         if ragged is not None:
             line = _first_ragged_line(path, read, parse)
@@ -225,6 +259,16 @@ def _first_ragged_line(
 def _encoding_error(path: Path, label: str, encoding: str, *, column: str | None) -> SourceError:
     found = _find_bad_byte(path, encoding)
     where = f" in column {column!r}" if column else ""
+    with path.open("rb") as handle:
+        head = handle.read(2)
+    bom = next((enc for mark, enc in _BOMS.items() if head.startswith(mark)), None)
+    if bom is not None and not encoding.lower().replace("_", "-").startswith(bom):
+        return SourceError(
+            f"starts with a {bom} byte-order mark but is read as {encoding}; set "
+            f"'encoding: {bom}' in the source spec, or save the file as UTF-8",
+            source=label,
+            path=str(path),
+        )
     if found is None:
         return SourceError(
             f"holds bytes that are not valid {encoding} text{where}; set 'encoding:' in the "
@@ -295,6 +339,22 @@ def _finish(frame: pd.DataFrame, *, label: str, what: str) -> pd.DataFrame:
     frame = _default_index(frame)
     if not all(isinstance(c, str) for c in frame.columns):
         frame.columns = pd.Index([str(c) for c in frame.columns], dtype=object)
+    blank = [not c.strip() for c in frame.columns]
+    if any(blank):
+        # A delimiter at the end of every line makes an unnamed, empty column:
+        # dropping it loses nothing. An unnamed column with values is an error.
+        empty = frame.isna().all().to_numpy(dtype=bool)
+        frame = frame.loc[:, ~(np.array(blank) & empty)]
+    unnamed = [i + 1 for i, c in enumerate(frame.columns) if not c.strip()]
+    if unnamed:
+        # Typically a pandas index written by to_csv() without index=False.
+        raise SchemaError(
+            f"{label}: column(s) at position(s) {', '.join(map(str, unnamed))} have no name; "
+            "give every column a header (a pandas index saved with to_csv? use index=False)",
+            column="",
+            source=label,
+            positions=unnamed,
+        )
     counts = Counter(frame.columns)
     duplicated = [c for c, n in counts.items() if n > 1]
     if duplicated:
@@ -310,4 +370,31 @@ def _finish(frame: pd.DataFrame, *, label: str, what: str) -> pd.DataFrame:
         )
     if len(frame) == 0:
         raise SourceError(what, source=label)
+    _check_cells(frame, label)
     return frame
+
+
+def _check_cells(frame: pd.DataFrame, label: str) -> None:
+    """Refuse columns whose values no schema kind can hold: containers, complex numbers."""
+    for position, name in enumerate(frame.columns):
+        series = frame.iloc[:, position]
+        if pd.api.types.is_complex_dtype(series.dtype):
+            raise SchemaError(
+                f"{label}: column {name!r} holds complex numbers; store the real and "
+                "imaginary parts as two numeric columns",
+                column=name,
+                source=label,
+            )
+        if series.dtype != object or pd.api.types.infer_dtype(series, skipna=True) != "mixed":
+            continue
+        nested = series.map(lambda v: isinstance(v, _CONTAINERS)).to_numpy(dtype=bool)
+        if nested.any():
+            row = int(np.argmax(nested))
+            kind = type(series.iloc[row]).__name__
+            raise SchemaError(
+                f"{label}: column {name!r} holds {kind} values (first at row {row}); a column "
+                "must hold numbers, text, booleans or date-times; flatten or serialize it",
+                column=name,
+                source=label,
+                row=row,
+            )

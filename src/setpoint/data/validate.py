@@ -118,6 +118,7 @@ def validate_batch(
     bad_rows = df.iloc[bad_positions].drop(columns="_row", errors="ignore")
     bad_rows.insert(0, "_row", df.index[bad_positions])
     return ValidationReport(
+        columns=_columns_by_kind(findings, batch),
         clean=_clean_frame(df, schema, checked, ~bad),
         bad=bad_rows.reset_index(drop=True),
         reasons=reasons,
@@ -157,6 +158,17 @@ def _column_set(schema: Schema, present: list[str]) -> tuple[list[Anomaly], list
         if name not in known
     ]
     return found, refusing
+
+
+def _columns_by_kind(findings: list[_Finding], batch: list[Anomaly]) -> dict[str, list[str]]:
+    """For each anomaly kind found, the columns it was found in, in schema order."""
+    found: dict[str, list[str]] = {}
+    flagged = [(f.kind, f.column) for f in findings if f.mask.any()]
+    for kind, column in flagged + [(a.kind, a.column) for a in batch]:
+        names = found.setdefault(kind.value, [])
+        if column is not None and column not in names:
+            names.append(column)
+    return found
 
 
 def _reasons(

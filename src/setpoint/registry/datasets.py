@@ -25,12 +25,12 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from setpoint._json import jsonable
-from setpoint.data.schema import Schema, infer_schema
+from setpoint.data.schema import Schema, check_feature_types, infer_schema
 from setpoint.data.sources import read_source
 from setpoint.data.validate import ValidationReport, validate_batch
-from setpoint.errors import BatchRefusedError, NotFoundError
+from setpoint.errors import BatchRefusedError, NotFoundError, SchemaError
 from setpoint.registry.events import record_event
-from setpoint.registry.projects import lock_project, upsert_project
+from setpoint.registry.projects import ensure_project, lock_project, upsert_project
 from setpoint.spec.model import ProjectSpec, SourceSpec
 from setpoint.store.tables import datasets, quarantine, schemas, utcnow
 from setpoint.store.workspace import Store
@@ -39,6 +39,7 @@ __all__ = [
     "DatasetVersion",
     "IngestResult",
     "frame_hash",
+    "get_schema",
     "ingest",
     "latest_schema",
     "list_datasets",
@@ -65,9 +66,12 @@ class DatasetVersion:
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
+    """The stored (or already stored) batch; ``notes`` are the new schema's, if one was inferred."""
+
     dataset: DatasetVersion
     created: bool
     report: ValidationReport | None
+    notes: tuple[str, ...] = ()
 
 
 def frame_hash(frame: pd.DataFrame) -> str:
@@ -90,6 +94,19 @@ def latest_schema(store: Store, *, project: str) -> Schema | None:
     return None if row is None else Schema.from_dict(row.schema)
 
 
+def get_schema(store: Store, *, project: str, version: int) -> Schema:
+    """Schema ``version`` of ``project``: the one a batch was validated against."""
+    with store.db.read() as conn:
+        row = conn.execute(
+            sa.select(schemas.c.schema).where(
+                schemas.c.project == project, schemas.c.version == version
+            )
+        ).first()
+    if row is None:
+        raise NotFoundError(kind="schema", name=f"{project} v{version}")
+    return Schema.from_dict(row.schema)
+
+
 def ingest(
     store: Store,
     spec: ProjectSpec,
@@ -105,19 +122,24 @@ def ingest(
     spec's limit; nothing but an ``ingest_refused`` event is written then.
     """
     label = label or _describe(source)
-    frame = read_source(source, name=label)
+    frame = read_source(source, name=label, text_columns=[spec.entity] if spec.entity else ())
     content = frame_hash(frame)
     existing = _find(store, project=spec.project, name=name, content_hash=content)
     if existing is not None:
         return IngestResult(dataset=existing, created=False, report=None)
 
     current = None if new_schema else latest_schema(store, project=spec.project)
-    schema = current or infer_schema(frame, spec=spec, version=_next_schema_version(store, spec))
-    known = _known_ids(store, spec, name=name) if spec.entity else None
+    if current is not None:
+        _check_roles(spec, current)
+        check_feature_types(spec, current)
+    schema = current or infer_schema(
+        frame, spec=spec, version=_next_schema_version(store, spec), source=label
+    )
+    known = _known_ids(store, schema.entity, spec, name=name) if schema.entity else None
     report = validate_batch(frame, schema, policy=spec.validation, known_ids=known)
     if report.refused:
         with store.db.write() as conn:
-            upsert_project(conn, spec)
+            ensure_project(conn, spec)
             record_event(
                 conn,
                 project=spec.project,
@@ -169,7 +191,8 @@ def ingest(
             kind="dataset_ingested",
             payload={k: row[k] for k in ("name", "version", "n_rows", "n_quarantined", "source")},
         )
-    return IngestResult(dataset=DatasetVersion(**row), created=True, report=report)
+    notes = schema.notes if current is None else ()
+    return IngestResult(dataset=DatasetVersion(**row), created=True, report=report, notes=notes)
 
 
 def list_datasets(store: Store, *, project: str, name: str | None = None) -> list[DatasetVersion]:
@@ -191,18 +214,58 @@ def load_dataset(
 ) -> tuple[pd.DataFrame, list[DatasetVersion]]:
     """Batches 1..version of a dataset as one frame, each blob verified first."""
     batches = list_datasets(store, project=project, name=name)
-    if version is not None:
-        batches = [b for b in batches if b.version <= version]
     if not batches:
         raise NotFoundError(
             kind="dataset", name=f"{project}/{name}", hint="Ingest it with 'setpoint data ingest'."
         )
+    if version is not None:
+        latest = batches[-1].version
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= latest:
+            # Silently training on the newest version instead would be a lie.
+            raise NotFoundError(
+                kind="version of dataset",
+                name=f"{project}/{name}@{version}",
+                hint=f"It has versions 1 to {latest}; see 'setpoint data list'.",
+            )
+        batches = [b for b in batches if b.version <= version]
     tables = [
         pq.read_table(io.BytesIO(store.artifacts.get_bytes(b.artifact)), columns=columns)
         for b in batches
     ]
-    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    try:
+        frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        raise _incompatible(tables, batches, f"{project}/{name}") from None
     return frame, batches
+
+
+def _incompatible(
+    tables: list[pa.Table], batches: list[DatasetVersion], dataset: str
+) -> SchemaError:
+    """Name the column whose type differs between batches (stored under different schemas)."""
+    first: dict[str, tuple[pa.DataType, DatasetVersion]] = {}
+    for table, batch in zip(tables, batches, strict=True):
+        for field in table.schema:
+            seen = first.setdefault(field.name, (field.type, batch))
+            if not _mergeable(seen[0], field.type):
+                before = seen[1]
+                return SchemaError(
+                    f"Dataset {dataset} cannot be read as one table: column {field.name!r} is "
+                    f"{seen[0]} in v{before.version} (schema v{before.schema_version}) but "
+                    f"{field.type} in v{batch.version} (schema v{batch.schema_version}). Train "
+                    f"on a version before v{batch.version} (--version), or ingest the batches "
+                    "again under one schema into a fresh store.",
+                    column=field.name,
+                    versions=[before.version, batch.version],
+                )
+    return SchemaError(f"Dataset {dataset}: its batches cannot be read as one table.")
+
+
+def _mergeable(a: pa.DataType, b: pa.DataType) -> bool:
+    if a == b or pa.types.is_null(a) or pa.types.is_null(b):
+        return True
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    return any(t(a) for t in numeric) and any(t(b) for t in numeric)
 
 
 def _describe(source: Source) -> str:
@@ -235,10 +298,25 @@ def _next_schema_version(store: Store, spec: ProjectSpec) -> int:
     return (latest or 0) + 1
 
 
-def _known_ids(store: Store, spec: ProjectSpec, *, name: str) -> np.ndarray | None:
+def _check_roles(spec: ProjectSpec, schema: Schema) -> None:
+    """Refuse to validate with a schema whose target, timestamp or entity the spec has changed."""
+    for role in ("target", "timestamp", "entity"):
+        wanted, stored = getattr(spec, role), getattr(schema, role)
+        if wanted != stored:
+            raise SchemaError(
+                f"The spec's {role} is {wanted!r} but schema v{schema.version}, which batches are "
+                f"validated against, has {role} {stored!r}. Ingest with --new-schema (Python: "
+                "new_schema=True) to infer a new schema with the spec's roles, or undo the change.",
+                column=wanted or stored,
+                key=role,
+            )
+
+
+def _known_ids(store: Store, entity: str, spec: ProjectSpec, *, name: str) -> np.ndarray | None:
+    # The stored schema's entity, which validation checks: a spec edited since
+    # may name a column the stored batches do not have.
     if not list_datasets(store, project=spec.project, name=name):
         return None
-    entity = str(spec.entity)
     frame, _ = load_dataset(store, project=spec.project, name=name, columns=[entity])
     return frame[entity].to_numpy()
 

@@ -10,7 +10,7 @@ from setpoint.spec.model import ProjectSpec
 from setpoint.store.db import Database
 from setpoint.store.tables import projects, utcnow
 
-__all__ = ["list_projects", "lock_project", "upsert_project"]
+__all__ = ["ensure_project", "list_projects", "lock_project", "upsert_project"]
 
 
 def upsert_project(conn: Connection, spec: ProjectSpec) -> None:
@@ -28,6 +28,17 @@ def upsert_project(conn: Connection, spec: ProjectSpec) -> None:
                 name=spec.project, spec=document, created_at=now, updated_at=now
             )
         )
+
+
+def ensure_project(conn: Connection, spec: ProjectSpec) -> None:
+    """Create the project row if there is none; leave an existing one as it is.
+
+    For writes that change no state, such as recording a refusal, so that bad
+    input leaves the project exactly as it was.
+    """
+    exists = conn.execute(sa.select(projects.c.name).where(projects.c.name == spec.project)).first()
+    if exists is None:
+        upsert_project(conn, spec)
 
 
 def lock_project(conn: Connection, project: str) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
-from setpoint.errors import InvalidParameterError
+from setpoint.errors import ConfigError, InvalidParameterError
 from setpoint.store.tables import quarantine
 from setpoint.store.workspace import Store
 
@@ -64,13 +65,20 @@ def export_quarantine(store: Store, path: Path, *, project: str, dataset: str | 
             expected="a .csv or .parquet file name",
             got=str(path),
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a file name to export to.", path=str(path))
     temp = path.with_name(f".{path.name}.tmp")
-    if suffix == ".csv":
-        frame.to_csv(temp, index=False)
-    else:
-        frame.to_parquet(temp, index=False)
-    temp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if suffix == ".csv":
+            frame.to_csv(temp, index=False)
+        else:
+            frame.to_parquet(temp, index=False)
+        temp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)  # no half-written file left behind
+        raise ConfigError(f"Cannot write {path}: {exc.strerror or exc}.", path=str(path)) from None
     return len(frame)
 
 

@@ -7,11 +7,11 @@ handful of lines. Unknown keys are errors: a typo must not be silently ignored.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "FeatureSpec",
@@ -127,6 +127,12 @@ class SplitSpec(_Strict):
     )
     test_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.15
 
+    @field_validator("test_from", mode="before")
+    @classmethod
+    def _unquoted_date(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2024-07-01 as a date; the user meant the text.
+        return value.isoformat() if isinstance(value, date) else value
+
 
 class ThresholdSpec(_Strict):
     """How the binary decision threshold is chosen on validation data."""
@@ -233,6 +239,29 @@ class ProjectSpec(_Strict):
                 raise ValueError(
                     f"features.{name}: the target, timestamp and entity are not features"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _test_from_is_a_time(self) -> ProjectSpec:
+        # Checked here, with the spec's line, rather than after the data is loaded.
+        # (A bare SplitSpec also takes numbers, for numeric clocks; a project's
+        # timestamp is always date-times.)
+        test_from = self.model.split.test_from
+        if test_from is None:
+            return self
+        if self.timestamp is None:
+            # Without a timestamp the split is a shuffle: test_from would be ignored.
+            raise ValueError(
+                "model.split: 'test_from' needs a 'timestamp' column to compare with; set "
+                "'timestamp' or use 'test_fraction'"
+            )
+        try:
+            datetime.fromisoformat(test_from)
+        except ValueError:
+            raise ValueError(
+                f"model.split: test_from {test_from!r} is not an ISO 8601 date or date-time "
+                "like 2024-07-01 or 2024-07-01T00:00:00Z"
+            ) from None
         return self
 
     @property

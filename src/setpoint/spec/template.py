@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from setpoint.errors import ConfigError
+import yaml
+
+from setpoint.errors import ConfigError, SpecError
 from setpoint.spec.loader import SPEC_FILE, parse_spec
 
 __all__ = ["render_template", "write_template"]
@@ -43,6 +46,39 @@ validation:
 """
 
 
+# The `setpoint init` option behind each top-level key the template fills in.
+_FLAGS = {
+    "project": "--project",
+    "task": "--task",
+    "target": "--target",
+    "timestamp": "--timestamp",
+    "entity": "--entity",
+    "sources": "--source",
+}
+# Characters that end or split a plain scalar inside a flow mapping ({path: ...}).
+_FLOW_SPECIAL = frozenset(",[]{}:#")
+
+
+def _scalar(value: str, *, flow: bool = False) -> str:
+    """``value`` written so that YAML reads back the very same string.
+
+    Column names are data, not YAML: "yes", "1", "a: b" or "# notes" must not
+    turn into a boolean, a number, a mapping or a comment.
+
+    >>> _scalar("churned"), _scalar("yes"), _scalar("a: b"), _scalar("petal width (cm)")
+    ('churned', '"yes"', '"a: b"', 'petal width (cm)')
+    """
+    plain = (
+        value == value.strip() and "#" not in value and not (flow and _FLOW_SPECIAL & set(value))
+    )
+    if plain:
+        try:
+            plain = yaml.safe_load(value) == value
+        except yaml.YAMLError:
+            plain = False
+    return value if plain else json.dumps(value, ensure_ascii=False)
+
+
 def render_template(
     *,
     project: str,
@@ -52,19 +88,39 @@ def render_template(
     entity: str | None = None,
     source: str | None = None,
 ) -> str:
+    """The starter spec text, validated; a bad value is reported against its ``init`` option."""
     text = _TEMPLATE.format(
-        project=project,
-        task=task,
-        target=target,
-        timestamp_line=f"timestamp: {timestamp}" if timestamp else "# timestamp: event_time",
-        entity_line=f"entity: {entity}" if entity else "# entity: id",
+        project=_scalar(project),
+        task=_scalar(task),
+        target=_scalar(target),
+        timestamp_line=f"timestamp: {_scalar(timestamp)}"
+        if timestamp
+        else "# timestamp: event_time",
+        entity_line=f"entity: {_scalar(entity)}" if entity else "# entity: id",
         source_block=(
-            f"sources:\n  events: {{path: {source}}}  # a CSV/Parquet path, or sql + url"
+            f"sources:\n  events: {{path: {_scalar(source, flow=True)}}}  "
+            "# a CSV/Parquet path, or sql + url"
             if source
             else "sources: {}                 # e.g. events: {path: data.csv}, or sql + url"
         ),
     )
-    parse_spec(text, source=SPEC_FILE)
+    try:
+        parse_spec(text, source=SPEC_FILE)
+    except SpecError as exc:
+        # The user typed options, not this file: name the option they typed.
+        flag = _FLAGS.get(exc.key.split(".")[0])
+        if flag is None:
+            raise
+        given = {
+            "--project": project,
+            "--task": task,
+            "--target": target,
+            "--timestamp": timestamp,
+            "--entity": entity,
+            "--source": source,
+        }[flag]
+        # Still a SpecError (the spec would be invalid), located at the option.
+        raise SpecError(exc.detail, path="setpoint init", key=f"{flag} {given!r}") from None
     return text
 
 
@@ -91,8 +147,11 @@ def write_template(
         entity=entity,
         source=source,
     )
-    directory.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(path.name + ".tmp")
-    temp.write_text(text, encoding="utf-8")
-    temp.replace(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        temp.write_text(text, encoding="utf-8")
+        temp.replace(path)
+    except OSError as exc:
+        raise ConfigError(f"Cannot write {path}: {exc.strerror or exc}.", path=str(path)) from None
     return path

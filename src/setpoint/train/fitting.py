@@ -115,6 +115,16 @@ def lightgbm_params(
     if balanced and "scale_pos_weight" not in user and "is_unbalance" not in user:
         positives = float(y_train.sum())
         params["scale_pos_weight"] = (y_train.size - positives) / max(positives, 1.0)
+    for key, value in user.items():
+        default = params.get(key)
+        numeric = isinstance(default, int | float) and not isinstance(default, bool)
+        if numeric and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise InvalidParameterError(
+                owner="the lightgbm family",
+                parameter=f"model.params.{key}",
+                expected=f"a number like {default}",
+                got=value,
+            )
     params.update(user)
     if rounds < 1:
         raise InvalidParameterError(

@@ -96,7 +96,9 @@ def _numeric(values: Any, name: str) -> FloatArray:
     except (TypeError, ValueError) as exc:
         raise SchemaError(f"Column {name!r} must be numeric: {exc}", column=name) from exc
     # An infinity would poison the median, the scaling and the JSON: treat it as missing.
-    return np.where(np.isinf(column), np.nan, column)
+    # Without one, the column is returned as it is (possibly a view: callers only read it).
+    infinite = np.isinf(column)
+    return np.where(infinite, np.nan, column) if infinite.any() else column
 
 
 def _objects(values: Any) -> list[Any]:
@@ -203,8 +205,21 @@ class Preprocessor:
         self.scale_: list[float] = []
         if self.mode == "linear":
             matrix = self._layout(data)
-            mean = matrix.mean(axis=0)
-            std = matrix.std(axis=0)
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean = matrix.mean(axis=0)
+                std = matrix.std(axis=0)
+            broken = [
+                name
+                for name, m, v in zip(self.feature_names_out(), mean, std, strict=True)
+                if not (np.isfinite(m) and np.isfinite(v))
+            ]
+            if broken:
+                raise TrainingError(
+                    f"Column(s) {broken} hold values too large to standardize for the "
+                    "linear family (their mean or spread overflows); clip or exclude them, "
+                    "or use family: lightgbm.",
+                    columns=broken,
+                )
             self.mean_ = [float(v) for v in mean]
             # A constant column stays constant (0) instead of dividing by zero.
             self.scale_ = [float(v) if v > 0 else 1.0 for v in std]
@@ -257,6 +272,13 @@ class Preprocessor:
             if rows is not None and block.shape[0] != rows:
                 raise SchemaError(f"Columns have different lengths ({rows} and {block.shape[0]}).")
             rows = block.shape[0]
+        if self.mode == "tree":
+            # Column-major: one contiguous write per column, and LightGBM reads this
+            # layout as it is (the same model bytes as from a row-major copy).
+            matrix = np.empty((rows or 0, len(blocks)), dtype=np.float64, order="F")
+            for position, block in enumerate(blocks):
+                matrix[:, position] = block[:, 0]
+            return matrix
         return np.hstack(blocks)
 
     def transform(self, data: Columns) -> FloatArray:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from setpoint.errors import InvalidParameterError, SchemaError
+from setpoint.errors import InvalidParameterError, SchemaError, SetpointError, TrainingError
 from setpoint.spec.model import ModelRecipe, Task
 from setpoint.train.calibrate import Calibrator, ThresholdChoice, choose_threshold
 from setpoint.train.fitting import fit_lightgbm, fit_linear, lightgbm_params
@@ -154,6 +155,33 @@ def _balanced_weights(y: FloatArray) -> FloatArray:
     return np.asarray(per_class[codes], dtype=np.float64)
 
 
+@contextmanager
+def _library_errors(family: str) -> Iterator[None]:
+    """Turn the model library's complaints about parameters or values into a TrainingError.
+
+    They are raised deep inside LightGBM or scikit-learn, where the user's
+    ``model.params`` and columns are no longer named; this boundary names them.
+    """
+    import lightgbm as lgb
+
+    try:
+        yield
+    except SetpointError:
+        raise
+    except (lgb.basic.LightGBMError, ValueError, TypeError) as exc:
+        hint = ""
+        if "NaN" in str(exc) or "infinity" in str(exc):
+            hint = (
+                " A numeric feature may hold values too large to standardize (e.g. ±1e308);"
+                " clip it, exclude it, or use family: lightgbm."
+            )
+        raise TrainingError(
+            f"The {family} family refused the recipe or the data: {exc}. "
+            f"Check model.params in the spec.{hint}",
+            family=family,
+        ) from None
+
+
 def train_model(
     df: pd.DataFrame,
     *,
@@ -222,25 +250,27 @@ def train_model(
         weights = None
         if recipe.class_weight == "balanced" and task is Task.MULTICLASS:
             weights = _balanced_weights(prep.y["train"])
-        head, best_iteration = fit_lightgbm(
-            params=params,
-            rounds=rounds,
-            stopping=stopping,
-            train=(prep.x["train"], prep.y["train"]),
-            valid=(prep.x["valid"], prep.y["valid"]),
-            feature_names=prep.preprocessor.feature_names_out(),
-            categorical=prep.preprocessor.categorical_indices,
-            weights=weights,
-            progress=lambda fraction: report("fit", 0.1 + 0.75 * fraction),
-        )
+        with _library_errors("lightgbm"):
+            head, best_iteration = fit_lightgbm(
+                params=params,
+                rounds=rounds,
+                stopping=stopping,
+                train=(prep.x["train"], prep.y["train"]),
+                valid=(prep.x["valid"], prep.y["valid"]),
+                feature_names=prep.preprocessor.feature_names_out(),
+                categorical=prep.preprocessor.categorical_indices,
+                weights=weights,
+                progress=lambda fraction: report("fit", 0.1 + 0.75 * fraction),
+            )
         params = {**params, "num_boost_round": rounds, "early_stopping_rounds": stopping}
     else:
-        head, params, notes = fit_linear(
-            task=task,
-            recipe=recipe,
-            n_classes=len(prep.classes),
-            train=(prep.x["train"], prep.y["train"]),
-        )
+        with _library_errors("linear"):
+            head, params, notes = fit_linear(
+                task=task,
+                recipe=recipe,
+                n_classes=len(prep.classes),
+                train=(prep.x["train"], prep.y["train"]),
+            )
     lap("fit", 0.85)
 
     calibrator: Calibrator | None = None
