@@ -18,8 +18,10 @@ ALLOWED: dict[str, set[str]] = {
     "train": BASE | {"spec", "train"},
     "registry": BASE | {"spec", "store", "data", "train", "registry"},
     "project": BASE | {"spec", "store", "data", "train", "registry"},
+    "serve": BASE | {"spec", "store", "data", "train", "registry", "project", "serve"},
     "quickstart": BASE | {"spec", "store", "data", "train", "registry", "project", "quickstart"},
-    "cli": BASE | {"spec", "store", "data", "train", "registry", "project", "quickstart", "cli"},
+    "cli": BASE
+    | {"spec", "store", "data", "train", "registry", "project", "quickstart", "serve", "cli"},
     "__main__": {"cli"},
 }
 

@@ -1,0 +1,1 @@
+"""Serving: the HTTP server and the durable prediction log (`predlog`)."""

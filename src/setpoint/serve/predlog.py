@@ -1,0 +1,451 @@
+"""The durable prediction log: every prediction is on disk before its response is sent.
+
+Callers (threads or asyncio tasks) hand records to one writer thread, which
+writes each batch with one ``write`` and one ``fdatasync`` (group commit) and only
+then resolves the callers' futures. On disk::
+
+    <dir>/LOCK                      flock: one process owns the log
+    <dir>/seg-000000000001.log      raw segments: frames of <len u32><crc32 u32><json>\\n
+    <dir>/seg-000000000001.parquet  sealed segments (``roll``)
+
+Only the last raw segment can have a torn tail (the batch being written when the
+process died, never acknowledged); ``PredictionLog`` truncates it on open. A bad
+frame anywhere else is corruption and raises ``PredictionLogCorruptError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from setpoint._json import jsonable
+from setpoint.errors import InvalidParameterError, StoreError
+
+__all__ = ["SCHEMA", "PredictionLog", "PredictionLogCorruptError"]
+
+log = logging.getLogger(__name__)
+
+try:  # orjson is in the ``serve`` extra; it is several times faster than json here
+    import orjson
+
+    def _dumps(value: Any) -> bytes:
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:
+            return orjson.dumps(jsonable(value))
+
+    def _loads(data: bytes) -> Any:
+        return orjson.loads(data)
+
+except ImportError:  # pragma: no cover - exercised only without the extra
+
+    def _dumps(value: Any) -> bytes:
+        try:
+            return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError):
+            return json.dumps(jsonable(value), separators=(",", ":")).encode()
+
+    def _loads(data: bytes) -> Any:
+        return json.loads(data)
+
+
+SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("time", pa.timestamp("us", tz="UTC")),
+        ("model_version", pa.string()),
+        ("inputs", pa.string()),  # JSON text: inputs differ by model, a fixed schema would not fit
+        ("output", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("shadow_output", pa.string()),
+    ]
+)
+
+_HEADER = struct.Struct("<II")
+_MAX_RECORD = 16 * 2**20  # a length above this is a torn header, not a record
+_MAX_BATCH = 4096  # never wait for more than this many records
+_OWNER = "PredictionLog"
+
+
+class PredictionLogCorruptError(StoreError):
+    """A frame that is not the torn tail of the last segment fails its length or CRC."""
+
+    def __init__(self, message: str, *, path: str, offset: int) -> None:
+        super().__init__(f"{path}: {message} at byte {offset}", path=path, offset=offset)
+        self.path = path
+        self.offset = offset
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload + b"\n"
+
+
+def _scan(data: bytes) -> tuple[list[bytes], int]:
+    """The payloads of the valid frames at the start of ``data`` and where they end."""
+    payloads: list[bytes] = []
+    pos, size = 0, len(data)
+    while size - pos >= _HEADER.size:
+        length, crc = _HEADER.unpack_from(data, pos)
+        end = pos + _HEADER.size + length
+        # length 0 is refused: a zero-filled tail (crash after the size grew, before the
+        # data blocks were written) would otherwise pass, since crc32(b"") == 0
+        if not 0 < length <= _MAX_RECORD or end >= size or data[end] != 0x0A:
+            break
+        payload = data[pos + _HEADER.size : end]
+        if zlib.crc32(payload) != crc:
+            break
+        payloads.append(payload)
+        pos = end + 1
+    return payloads, pos
+
+
+def _fsync_dir(path: Path) -> None:
+    # a created, renamed or deleted file is durable only once its directory is fsynced
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _micros(value: object, parameter: str) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # naive times are taken as UTC, as the server logs in UTC
+            value = value.replace(tzinfo=UTC)
+        return round(value.timestamp() * 1_000_000)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return round(value * 1_000_000)
+    raise InvalidParameterError(
+        owner=_OWNER, parameter=parameter, expected="a datetime or epoch seconds", got=value
+    )
+
+
+def _encode(record: Mapping[str, Any]) -> bytes:
+    """One frame; runs in the caller's thread so encoding is parallel and errors are local."""
+    for key in ("request_id", "model_version", "inputs", "output", "latency_ms"):
+        if key not in record:
+            raise InvalidParameterError(
+                owner=_OWNER, parameter="record", expected=f"a mapping with {key!r}", got=record
+            )
+    shadow = record.get("shadow_output")
+    when = record.get("time")
+    row = {
+        "request_id": str(record["request_id"]),
+        "time": time.time_ns() // 1000 if when is None else _micros(when, "record['time']"),
+        "model_version": str(record["model_version"]),
+        "inputs": _dumps(record["inputs"]).decode(),
+        "output": _dumps(record["output"]).decode(),
+        "latency_ms": float(record["latency_ms"]),
+        "shadow_output": None if shadow is None else _dumps(shadow).decode(),
+    }
+    payload = _dumps(row)
+    if len(payload) > _MAX_RECORD:
+        raise InvalidParameterError(
+            owner=_OWNER, parameter="record", expected="at most 16 MiB as JSON", got=len(payload)
+        )
+    return _frame(payload)
+
+
+def _table(payloads: list[bytes]) -> pa.Table:
+    rows = [_loads(p) for p in payloads]
+    return pa.table({f.name: pa.array([r[f.name] for r in rows], f.type) for f in SCHEMA}, SCHEMA)
+
+
+class PredictionLog:
+    """An append-only, group-committed log of predictions in ``directory``.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d, PredictionLog(Path(d)) as plog:
+    ...     plog.append_many([{"request_id": "r1", "model_version": "3", "inputs": {"x": 1},
+    ...                        "output": 0.5, "latency_ms": 1.2}])
+    ...     plog.read().column("request_id").to_pylist()
+    ['r1']
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 64 * 2**20,
+        max_delay_ms: float = 2.0,
+    ) -> None:
+        if segment_bytes < 1:
+            raise InvalidParameterError(
+                owner=_OWNER, parameter="segment_bytes", expected="positive", got=segment_bytes
+            )
+        if not 0 <= max_delay_ms <= 1000:
+            raise InvalidParameterError(
+                owner=_OWNER, parameter="max_delay_ms", expected="in [0, 1000]", got=max_delay_ms
+            )
+        self.directory = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.max_delay = max_delay_ms / 1000
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(self.directory.parent)
+
+        self._lock_fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise StoreError(
+                f"{self.directory}: the prediction log is open in another process",
+                path=str(self.directory),
+            ) from None
+
+        self._files = threading.RLock()  # roll and read see the same set of files
+        self._cond = threading.Condition()
+        self._queue: list[tuple[bytes, Future[None]]] = []
+        self._rotations: list[Future[None]] = []
+        self._first_at = 0.0
+        self._target = 1  # the batch size to wait for: the last batch's size
+        self._closing = False
+        self._failed: BaseException | None = None
+
+        self.truncated_bytes = self._recover()
+        self._segment, self._durable = self._open_last()
+        self._fd = os.open(self._path(self._segment, "log"), os.O_WRONLY | os.O_APPEND)
+        self._writer = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
+        self._writer.start()
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _path(self, number: int, suffix: str) -> Path:
+        return self.directory / f"seg-{number:012d}.{suffix}"
+
+    def _numbers(self, suffix: str) -> list[int]:
+        return sorted(int(p.stem[4:]) for p in self.directory.glob(f"seg-*.{suffix}"))
+
+    def _recover(self) -> int:
+        """Finish an interrupted ``roll`` and cut the torn tail of the last segment."""
+        for tmp in self.directory.glob("*.tmp"):
+            tmp.unlink()  # a Parquet file that was never renamed into place
+        sealed = set(self._numbers("parquet"))
+        for number in self._numbers("log"):
+            if number in sealed:  # the Parquet was durable before the raw segment's deletion
+                self._path(number, "log").unlink()
+        _fsync_dir(self.directory)
+        raw = self._numbers("log")
+        if not raw:
+            return 0
+        path = self._path(raw[-1], "log")
+        data = path.read_bytes()
+        _, end = _scan(data)
+        if end == len(data):
+            return 0
+        # everything after ``end`` belongs to a batch whose fsync never returned, so no
+        # caller was told it is stored
+        log.warning("%s: truncating a torn tail of %d bytes", path, len(data) - end)
+        with path.open("r+b") as f:
+            f.truncate(end)
+            os.fsync(f.fileno())
+        return len(data) - end
+
+    def _open_last(self) -> tuple[int, int]:
+        raw = self._numbers("log")
+        if raw:
+            size = self._path(raw[-1], "log").stat().st_size
+            if size < self.segment_bytes:
+                return raw[-1], size
+        numbers = raw + self._numbers("parquet")
+        return self._create(max(numbers, default=0) + 1), 0
+
+    def _create(self, number: int) -> int:
+        os.close(os.open(self._path(number, "log"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        _fsync_dir(self.directory)  # the segment must exist after a crash before it holds acks
+        return number
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def append(self, record: Mapping[str, Any]) -> Future[None]:
+        """Queue ``record``; the future resolves once it is fsynced (``asyncio.wrap_future``)."""
+        frame = _encode(record)
+        future: Future[None] = Future()
+        with self._cond:
+            self._check_open()
+            self._queue.append((frame, future))
+            if len(self._queue) == 1:
+                self._first_at = time.monotonic()
+                self._cond.notify()
+            elif len(self._queue) == self._target:  # cut the writer's wait short
+                self._cond.notify()
+        return future
+
+    async def aappend(self, record: Mapping[str, Any]) -> None:
+        """``append`` for asyncio: returns once ``record`` is durable."""
+        await asyncio.wrap_future(self.append(record))
+
+    def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append ``records`` and return only after all of them are fsynced."""
+        futures = [self.append(r) for r in records]
+        for future in futures:
+            future.result()
+
+    def _check_open(self) -> None:
+        if self._failed is not None:
+            raise StoreError(
+                f"{self.directory}: the prediction log failed: {self._failed}",
+                path=str(self.directory),
+            ) from self._failed
+        if self._closing:
+            raise StoreError(f"{self.directory}: the prediction log is closed")
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._queue or self._rotations or self._closing):
+                    self._cond.wait()
+                # wait up to max_delay for as many callers as the last batch had: one fsync then
+                # acknowledges all of them; a lone caller (target 1) never waits
+                deadline = self._first_at + self.max_delay
+                while self._queue and len(self._queue) < self._target and not self._closing:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch, self._queue = self._queue, []
+                if batch:
+                    self._target = min(len(batch), _MAX_BATCH)
+                rotations, self._rotations = self._rotations, []
+                if not batch and not rotations and self._closing:
+                    return
+            try:
+                if batch:
+                    self._write(b"".join(frame for frame, _ in batch))
+                if rotations or self._durable >= self.segment_bytes:
+                    self._rotate()
+            except BaseException as exc:
+                # after a failed fsync the page cache may already have dropped the data, so
+                # retrying could acknowledge records that are not on disk: fail for good
+                with self._cond:
+                    self._failed = exc
+                    pending, self._queue = self._queue, []
+                for _, future in batch + pending:
+                    future.set_exception(exc)
+                for future in rotations:
+                    future.set_exception(exc)
+                return
+            for _, future in batch:
+                future.set_result(None)
+            for future in rotations:
+                future.set_result(None)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        os.fdatasync(self._fd)  # also flushes the file size, which reading the data needs
+        with self._cond:
+            self._durable += len(data)
+
+    def _rotate(self) -> None:
+        if self._durable == 0:
+            return
+        # no need for ``_files``: readers snapshot (segment, durable) and ignore later segments
+        number = self._create(self._segment + 1)
+        os.close(self._fd)
+        self._fd = os.open(self._path(number, "log"), os.O_WRONLY | os.O_APPEND)
+        with self._cond:
+            self._segment, self._durable = number, 0
+
+    # -- sealing and reading ------------------------------------------------------------------
+
+    def roll(self, *, include_active: bool = False) -> list[Path]:
+        """Seal every full raw segment into Parquet; return the new Parquet files.
+
+        With ``include_active`` the live segment is closed first and sealed too.
+        """
+        if include_active:
+            future: Future[None] = Future()
+            with self._cond:
+                self._check_open()
+                self._rotations.append(future)
+                self._cond.notify()
+            future.result()
+        sealed: list[Path] = []
+        with self._files:
+            with self._cond:
+                active = self._segment
+            for number in self._numbers("log"):
+                if number >= active:
+                    continue
+                raw = self._path(number, "log")
+                table = self._read_raw(raw, len(raw.read_bytes()))
+                if table.num_rows:
+                    target = self._path(number, "parquet")
+                    tmp = target.with_suffix(".parquet.tmp")
+                    with tmp.open("wb") as f:
+                        pq.write_table(table, f)
+                        f.flush()
+                        os.fsync(f.fileno())
+                    tmp.rename(target)
+                    _fsync_dir(self.directory)  # the Parquet is durable before the raw goes
+                    sealed.append(target)
+                raw.unlink()
+                _fsync_dir(self.directory)
+        return sealed
+
+    def _read_raw(self, path: Path, size: int) -> pa.Table:
+        with path.open("rb") as f:
+            data = f.read(size)
+        payloads, end = _scan(data)
+        if end != len(data):
+            raise PredictionLogCorruptError("bad length or CRC", path=str(path), offset=end)
+        return _table(payloads)
+
+    def read(self, *, since: datetime | float | None = None) -> pa.Table:
+        """Every durable record (sealed and live), oldest segment first; ``time >= since``."""
+        with self._files:
+            with self._cond:
+                active, durable = self._segment, self._durable
+            tables = [
+                pq.read_table(self._path(n, "parquet"), schema=SCHEMA)
+                for n in self._numbers("parquet")
+            ]
+            for number in self._numbers("log"):
+                if number <= active:  # later segments were created after this snapshot
+                    path = self._path(number, "log")
+                    size = durable if number == active else path.stat().st_size
+                    tables.append(self._read_raw(path, size))
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        if since is not None:
+            bound = pa.scalar(_micros(since, "since"), SCHEMA.field("time").type)
+            table = table.filter(pc.greater_equal(table["time"], bound))
+        return table
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write what is queued, stop the writer and release the directory."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify()
+        self._writer.join()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        os.close(self._lock_fd)  # closing the descriptor releases the flock
+
+    def __enter__(self) -> PredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
