@@ -19,7 +19,8 @@ so that the CLI and the HTTP layer can render it without parsing text.
     ├── StoreError                      the metadata or artifact store
     │   ├── NotFoundError               no such project, dataset, model or alias: .kind .name
     │   ├── ConflictError               a concurrent writer won; retry
-    │   └── ArtifactIntegrityError      sha256 mismatch; the artifact is not loaded: .sha256
+    │   ├── ArtifactIntegrityError      sha256 mismatch; the artifact is not loaded: .sha256
+    │   └── PredictionLogCorruptError   a prediction log frame fails its CRC: .path .offset
     └── TrainingError                   a model cannot be trained on this data
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidParameterError",
     "MissingExtraError",
     "NotFoundError",
+    "PredictionLogCorruptError",
     "SchemaError",
     "SetpointError",
     "SettingError",
@@ -170,6 +172,15 @@ class ArtifactIntegrityError(StoreError):
     def __init__(self, message: str, *, sha256: str) -> None:
         super().__init__(message, sha256=sha256)
         self.sha256 = sha256
+
+
+class PredictionLogCorruptError(StoreError):
+    """A frame that is not the torn tail of the last segment fails its length or CRC."""
+
+    def __init__(self, message: str, *, path: str, offset: int) -> None:
+        super().__init__(f"{path}: {message} at byte {offset}", path=path, offset=offset)
+        self.path = path
+        self.offset = offset
 
 
 class TrainingError(SetpointError):

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from setpoint.errors import InvalidParameterError, StoreError
-from setpoint.serve.predlog import PredictionLog, PredictionLogCorruptError
+from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
+from setpoint.serve.predlog import PredictionLog
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -36,9 +36,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from setpoint._json import jsonable
-from setpoint.errors import InvalidParameterError, StoreError
+from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
 
-__all__ = ["SCHEMA", "PredictionLog", "PredictionLogCorruptError"]
+__all__ = ["SCHEMA", "PredictionLog"]
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +82,6 @@ _HEADER = struct.Struct("<II")
 _MAX_RECORD = 16 * 2**20  # a length above this is a torn header, not a record
 _MAX_BATCH = 4096  # never wait for more than this many records
 _OWNER = "PredictionLog"
-
-
-class PredictionLogCorruptError(StoreError):
-    """A frame that is not the torn tail of the last segment fails its length or CRC."""
-
-    def __init__(self, message: str, *, path: str, offset: int) -> None:
-        super().__init__(f"{path}: {message} at byte {offset}", path=path, offset=offset)
-        self.path = path
-        self.offset = offset
 
 
 def _frame(payload: bytes) -> bytes:
