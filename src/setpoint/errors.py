@@ -15,7 +15,8 @@ so that the CLI and the HTTP layer can render it without parsing text.
     ├── DataError                       the data is wrong
     │   ├── SourceError                 a source cannot be read: .source
     │   ├── SchemaError                 columns disagree with the spec or schema: .column
-    │   └── BatchRefusedError           too many bad rows; nothing was stored: .report
+    │   ├── BatchRefusedError           too many bad rows; nothing was stored: .report
+    │   └── InvalidRequestError         a prediction request failed validation: .errors
     ├── StoreError                      the metadata or artifact store
     │   ├── NotFoundError               no such project, dataset, model or alias: .kind .name
     │   ├── ConflictError               a concurrent writer won; retry
@@ -35,6 +36,7 @@ __all__ = [
     "ConflictError",
     "DataError",
     "InvalidParameterError",
+    "InvalidRequestError",
     "MissingExtraError",
     "NotFoundError",
     "PredictionLogCorruptError",
@@ -146,6 +148,17 @@ class BatchRefusedError(DataError):
     def __init__(self, message: str, *, report: Any) -> None:
         super().__init__(message, report=report)
         self.report = report
+
+
+class InvalidRequestError(DataError):
+    """A prediction request failed validation; ``errors`` names every bad field.
+
+    Each entry is ``{"record": i, "field": name, "kind": ..., "detail": ...}``.
+    """
+
+    def __init__(self, message: str, *, errors: list[dict[str, Any]]) -> None:
+        super().__init__(message, errors=errors)
+        self.errors = errors
 
 
 class StoreError(SetpointError):
