@@ -160,6 +160,11 @@ class InvalidRequestError(DataError):
         super().__init__(message, errors=errors)
         self.errors = errors
 
+    @property
+    def kinds(self) -> set[str]:
+        """The distinct kinds of ``errors`` (``"batch_too_large"`` maps to HTTP 413)."""
+        return {str(e["kind"]) for e in self.errors}
+
 
 class StoreError(SetpointError):
     """The metadata or artifact store failed or refused."""
