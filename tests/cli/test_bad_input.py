@@ -11,11 +11,9 @@ gets the same bad files.
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import pandas as pd
 import pytest
 import sklearn
 
+from _support.cli import run
 from setpoint.errors import InvalidParameterError, NotFoundError, SchemaError, SetpointError
 from setpoint.project import Project
 
@@ -40,20 +39,6 @@ STATE_TABLES = (
     "alias_history",
     "gate_decisions",
 )
-
-
-def run(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SETPOINT_")}
-    return subprocess.run(
-        [sys.executable, "-m", "setpoint", *args],
-        cwd=cwd,
-        env={**base, "COLUMNS": "250", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], words: list[str]) -> None:

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sklearn
 
+from _support.cli import run
+
 SKLEARN_DATA = Path(sklearn.__file__).parent / "datasets" / "data"
-
-
-def run(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SETPOINT_")}
-    return subprocess.run(
-        [sys.executable, "-m", "setpoint", *args],
-        cwd=cwd,
-        env={**base, "COLUMNS": "200", **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], *words: str) -> None:

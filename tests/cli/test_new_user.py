@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import pandas as pd
 import pytest
 import sklearn
 
+from _support.cli import run
 from setpoint.project import Project
 from setpoint.registry.datasets import load_dataset
 
@@ -30,18 +28,6 @@ SKLEARN_DATA = Path(sklearn.__file__).parent / "datasets" / "data"
 FAST_GATE = {"bootstrap: 1000": "bootstrap: 200"}
 FEW_TREES = {"family: lightgbm": "family: lightgbm\n  params: {n_estimators: 30}", **FAST_GATE}
 LINEAR = {"family: lightgbm": "family: linear", **FAST_GATE}
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SETPOINT_")}
-    return subprocess.run(
-        [sys.executable, "-m", "setpoint", *args],
-        cwd=cwd,
-        env={**base, "COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def ok(*args: str, cwd: Path) -> str:
