@@ -22,7 +22,8 @@ so that the CLI and the HTTP layer can render it without parsing text.
     │   ├── ConflictError               a concurrent writer won; retry
     │   ├── ArtifactIntegrityError      sha256 mismatch; the artifact is not loaded: .sha256
     │   └── PredictionLogCorruptError   a prediction log frame fails its CRC: .path .offset
-    └── TrainingError                   a model cannot be trained on this data
+    ├── TrainingError                   a model cannot be trained on this data
+    └── ServerError                     a setpoint server refused or is unreachable: .status .kind
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "NotFoundError",
     "PredictionLogCorruptError",
     "SchemaError",
+    "ServerError",
     "SetpointError",
     "SettingError",
     "SourceError",
@@ -203,3 +205,36 @@ class PredictionLogCorruptError(StoreError):
 
 class TrainingError(SetpointError):
     """A model cannot be trained on this data with this recipe."""
+
+
+class ServerError(SetpointError):
+    """A setpoint server answered with an error, or could not be reached.
+
+    ``status``, ``kind``, ``message``, ``errors`` and ``request_id`` come from the
+    server's error shape (docs/serving.md). When there was no answer, ``status``
+    is None and ``kind`` is ``"unreachable"``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status: int | None,
+        kind: str,
+        errors: list[dict[str, Any]] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            url=url,
+            status=status,
+            kind=kind,
+            errors=errors or [],
+            request_id=request_id,
+        )
+        self.url = url
+        self.status = status
+        self.kind = kind
+        self.errors: list[dict[str, Any]] = errors or []
+        self.request_id = request_id

@@ -47,7 +47,7 @@ def segments(directory: Path) -> list[Path]:
 def test_round_trip(tmp_path: Path) -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     with PredictionLog(tmp_path / "log") as plog:
-        plog.append_many([record(0, time=when, shadow_output=[1, 2]), record(1)])
+        plog.append_many([record(0, time=when, role="shadow", entity_id=7, index=3), record(1)])
         plog.append(record(2)).result()
         asyncio.run(plog.aappend(record(3)))
     with PredictionLog(tmp_path / "log") as plog:
@@ -56,8 +56,8 @@ def test_round_trip(tmp_path: Path) -> None:
         assert rows[0]["time"] == when
         assert json.loads(rows[0]["inputs"]) == {"x": 0, "name": "é"}
         assert json.loads(rows[0]["output"]) == {"p": 0.0}
-        assert json.loads(rows[0]["shadow_output"]) == [1, 2]
-        assert rows[1]["shadow_output"] is None
+        assert (rows[0]["role"], rows[0]["entity_id"], rows[0]["index"]) == ("shadow", "7", 3)
+        assert (rows[1]["role"], rows[1]["entity_id"], rows[1]["index"]) == ("champion", None, 0)
         assert ids_since(plog, when + timedelta(seconds=1)) == ["r1", "r2", "r3"]
 
 

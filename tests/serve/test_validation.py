@@ -462,3 +462,13 @@ def test_numpy_scalars_from_python_callers() -> None:
         (1, "x", "type_mismatch"),
         (2, "x", "out_of_range"),
     ]
+
+
+def test_accepting_unseen_categories_keeps_and_flags_them(schema: Schema) -> None:
+    accepting = validator(schema, unseen_category="accept")
+    batch = accepting.validate([good(schema, origin="BOS")])
+    assert batch.columns["origin"].tolist() == ["BOS"]
+    assert [(f.field, f.kind) for f in batch.flags[0]] == [("origin", "unseen_category")]
+    with pytest.raises(InvalidRequestError) as caught:  # other kinds are still refused
+        accepting.validate([good(schema, origin="BOS", humid="wet")])
+    assert [(e["field"], e["kind"]) for e in caught.value.errors] == [("humid", "type_mismatch")]

@@ -94,6 +94,6 @@ def test_every_spec_key_is_documented() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "spec.md").read_text()
     from setpoint.spec import model
 
-    for cls in (ProjectSpec, model.SourceSpec, model.FeatureSpec):
+    for cls in (ProjectSpec, model.SourceSpec, model.FeatureSpec, model.ServingSpec):
         for key in _keys(cls):
             assert f"`{key}" in page or f".{key}`" in page or f"{key}." in page, key

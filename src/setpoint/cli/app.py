@@ -10,7 +10,10 @@ import typer
 
 from setpoint._console import console, err_console, table
 from setpoint.cli import data as data_commands
+from setpoint.cli import keys as keys_commands
 from setpoint.cli import model as model_commands
+from setpoint.cli import serve as serve_commands
+from setpoint.cli import traffic as traffic_commands
 from setpoint.cli._options import ProjectDir, open_project
 from setpoint.errors import SetpointError
 
@@ -34,6 +37,9 @@ app = typer.Typer(
 )
 app.add_typer(data_commands.app, name="data")
 app.add_typer(model_commands.app, name="model")
+app.add_typer(keys_commands.app, name="keys")
+serve_commands.register(app)
+traffic_commands.register(app)
 
 
 @app.command("init")

@@ -20,6 +20,18 @@ app = typer.Typer(
     help="Registered model versions, their lineage and aliases; promotion and rollback.",
     no_args_is_help=True,
 )
+alias_app = typer.Typer(
+    help=(
+        "Point an alias (shadow, canary, or one of your own) at a version, or remove it. "
+        "'setpoint model list' shows who holds which alias; 'champion' moves only through "
+        "'setpoint model promote' and 'setpoint model rollback'."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(alias_app, name="alias")
+
+# Moved only by the gate (promote) and by rollback, so that every change is judged.
+_GATED = "champion"
 
 
 @app.command("list")
@@ -120,6 +132,78 @@ def _history(
     ]
     columns = ["at (UTC)", "alias", "version", "previous", "by", "reason"]
     console.print(table(f"Alias history of {project.name}", columns, rows))
+
+
+@alias_app.command("set")
+def _alias_set(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Alias, e.g. shadow or canary.")],
+    version: Annotated[
+        int, typer.Argument(metavar="VERSION", help="Version the alias points at.", min=1)
+    ],
+    directory: ProjectDir = Path(),
+    reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "",
+) -> None:
+    """Point an alias at a version; a running server follows within its reload interval."""
+    from setpoint.registry.aliases import get_alias_in, set_alias
+
+    _check_alias(name)
+    project = open_project(directory)
+    with project.store.db.write() as conn:
+        previous = get_alias_in(conn, project=project.name, alias=name)
+        set_alias(
+            conn,
+            project=project.name,
+            alias=name,
+            version=version,
+            reason=reason or "set by hand",
+            actor="user",
+        )
+    was = f" (was {previous})" if previous is not None else ""
+    console.print(f"{name} is {project.name}@{version}{was}.")
+
+
+@alias_app.command("unset")
+def _alias_unset(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Alias to remove.")],
+    directory: ProjectDir = Path(),
+    reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "",
+) -> None:
+    """Remove an alias; its history stays in 'setpoint model history'."""
+    from setpoint.errors import NotFoundError
+    from setpoint.registry.aliases import get_alias_in, set_alias
+
+    _check_alias(name)
+    project = open_project(directory)
+    with project.store.db.write() as conn:
+        previous = get_alias_in(conn, project=project.name, alias=name)
+        if previous is None:
+            raise NotFoundError(
+                kind="alias", name=name, hint="'setpoint model list' shows the aliases held."
+            )
+        set_alias(
+            conn,
+            project=project.name,
+            alias=name,
+            version=None,
+            reason=reason or "unset by hand",
+            actor="user",
+        )
+    console.print(f"{name} removed (it pointed at {project.name}@{previous}).")
+
+
+def _check_alias(name: str) -> None:
+    if name == _GATED:
+        raise typer.BadParameter(
+            "'champion' moves only through 'setpoint model promote VERSION' (which puts the "
+            "version through the gate) and 'setpoint model rollback'",
+            param_hint="'NAME'",
+        )
+    if not (name.isidentifier() and len(name) <= 64):
+        raise typer.BadParameter(
+            f"expected a name of letters, digits and '_' (not starting with a digit), "
+            f"at most 64 characters; got {name!r}",
+            param_hint="'NAME'",
+        )
 
 
 def print_metrics(version: ModelVersion) -> None:

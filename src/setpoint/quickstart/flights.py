@@ -106,7 +106,7 @@ def flight_events(*, cache: Path) -> pd.DataFrame:
             "distance": flights["distance"].astype("float64"),
             "sched_dep_hour": flights["hour"].astype("int64"),
             "sched_arr_time": flights["sched_arr_time"].astype("int64"),
-            "day_of_week": pd.to_datetime(flights[["year", "month", "day"]]).dt.dayofweek,
+            "day_of_week": pd.to_datetime(flights[["year", "month", "day"]]).dt.day_of_week,
             "late": (flights["arr_delay"].isna() | (flights["arr_delay"] >= 15)).astype("int64"),
         }
     )

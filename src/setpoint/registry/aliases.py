@@ -13,7 +13,14 @@ from setpoint.registry.events import record_event
 from setpoint.store.db import Database
 from setpoint.store.tables import alias_history, aliases, model_versions, utcnow
 
-__all__ = ["AliasChange", "alias_history_of", "get_alias", "list_aliases", "set_alias"]
+__all__ = [
+    "AliasChange",
+    "alias_history_of",
+    "get_alias",
+    "get_alias_in",
+    "list_aliases",
+    "set_alias",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +86,15 @@ def set_alias(
 
 def get_alias(db: Database, *, project: str, alias: str) -> int | None:
     with db.read() as conn:
-        return conn.execute(
-            sa.select(aliases.c.version).where(
-                aliases.c.project == project, aliases.c.alias == alias
-            )
-        ).scalar()
+        return get_alias_in(conn, project=project, alias=alias)
+
+
+def get_alias_in(conn: Connection, *, project: str, alias: str) -> int | None:
+    """``get_alias`` inside the caller's transaction (to check before a change)."""
+    version: int | None = conn.execute(
+        sa.select(aliases.c.version).where(aliases.c.project == project, aliases.c.alias == alias)
+    ).scalar()
+    return version
 
 
 def list_aliases(db: Database, *, project: str) -> dict[str, int]:

@@ -69,12 +69,14 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
+        ("index", pa.int32()),  # the record's position in its request
+        ("entity_id", pa.string()),
         ("time", pa.timestamp("us", tz="UTC")),
         ("model_version", pa.string()),
+        ("role", pa.string()),  # champion, canary or shadow
         ("inputs", pa.string()),  # JSON text: inputs differ by model, a fixed schema would not fit
         ("output", pa.string()),
         ("latency_ms", pa.float64()),
-        ("shadow_output", pa.string()),
     ]
 )
 
@@ -135,16 +137,18 @@ def _encode(record: Mapping[str, Any]) -> bytes:
             raise InvalidParameterError(
                 owner=_OWNER, parameter="record", expected=f"a mapping with {key!r}", got=record
             )
-    shadow = record.get("shadow_output")
+    entity = record.get("entity_id")
     when = record.get("time")
     row = {
         "request_id": str(record["request_id"]),
+        "index": int(record.get("index", 0)),
+        "entity_id": None if entity is None else str(entity),
         "time": time.time_ns() // 1000 if when is None else _micros(when, "record['time']"),
         "model_version": str(record["model_version"]),
+        "role": str(record.get("role", "champion")),
         "inputs": _dumps(record["inputs"]).decode(),
         "output": _dumps(record["output"]).decode(),
         "latency_ms": float(record["latency_ms"]),
-        "shadow_output": None if shadow is None else _dumps(shadow).decode(),
     }
     payload = _dumps(row)
     if len(payload) > _MAX_RECORD:
@@ -278,6 +282,11 @@ class PredictionLog:
             elif len(self._queue) == self._target:  # cut the writer's wait short
                 self._cond.notify()
         return future
+
+    @property
+    def backlog(self) -> int:
+        """Records queued and not yet durable (for the server's metrics)."""
+        return len(self._queue)
 
     async def aappend(self, record: Mapping[str, Any]) -> None:
         """``append`` for asyncio: returns once ``record`` is durable."""

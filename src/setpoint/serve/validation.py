@@ -33,7 +33,9 @@ What counts as bad, by ``kind``:
   schema the model does not use (the target, the timestamp) are ignored.
 
 With ``on_invalid="reject"`` any of these raises :class:`InvalidRequestError`
-naming each bad field of each record. With ``on_invalid="impute"`` the bad
+naming each bad field of each record, except an unseen category when
+``unseen_category="accept"``: that one is kept and flagged, as a new value
+(a new route, a new product) is news, not an error. With ``on_invalid="impute"`` the bad
 value becomes missing (NaN or ``None``), an unseen category is kept and an
 unknown field ignored, and each is reported in ``ValidatedBatch.flags``.
 
@@ -220,6 +222,7 @@ class RequestValidator:
         *,
         features: list[str],
         on_invalid: Literal["reject", "impute"] = "reject",
+        unseen_category: Literal["reject", "accept"] = "reject",
         max_batch: int = 1000,
     ) -> None:
         owner = "RequestValidator"
@@ -230,6 +233,13 @@ class RequestValidator:
         if on_invalid not in ("reject", "impute"):
             raise InvalidParameterError(
                 owner=owner, parameter="on_invalid", expected="'reject' or 'impute'", got=on_invalid
+            )
+        if unseen_category not in ("reject", "accept"):
+            raise InvalidParameterError(
+                owner=owner,
+                parameter="unseen_category",
+                expected="'reject' or 'accept'",
+                got=unseen_category,
             )
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise InvalidParameterError(
@@ -270,6 +280,7 @@ class RequestValidator:
         self.schema = schema
         self.features = list(features)
         self.on_invalid = on_invalid
+        self.unseen_category = unseen_category
         self.max_batch = max_batch
         self._columns = tuple(columns)
         self._known = frozenset(schema.names)
@@ -363,8 +374,14 @@ class RequestValidator:
                         issues.append(FieldIssue(name, cat_issue, detail))
             flags.append(issues)
         if not impute:
+            accept_unseen = self.unseen_category == "accept"
             for i, issues in enumerate(flags):
-                errors.extend(issue.to_dict(i) for issue in issues)
+                if issues:
+                    errors.extend(
+                        issue.to_dict(i)
+                        for issue in issues
+                        if not (accept_unseen and issue.kind == "unseen_category")
+                    )
         if errors:
             errors.sort(key=lambda e: e["record"])  # stable: fields keep their order
             raise _invalid(errors)

@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "CanaryPolicy",
     "FeatureSpec",
     "GatePolicy",
     "JoinSpec",
     "ModelRecipe",
     "ProjectSpec",
+    "ServingSpec",
     "SourceSpec",
     "SplitSpec",
     "Task",
@@ -184,6 +186,28 @@ class GatePolicy(_Strict):
     seed: int = 0
 
 
+class CanaryPolicy(_Strict):
+    """How much traffic a canary takes and when it is pulled."""
+
+    share: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    min_requests: Annotated[int, Field(ge=1)] = 100
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.02
+    max_p99_ms: Annotated[float, Field(gt=0)] = 250.0
+
+
+class ServingSpec(_Strict):
+    """How ``setpoint serve`` answers requests."""
+
+    on_invalid: Literal["reject", "impute"] = "reject"
+    unseen_category: Literal["reject", "accept"] = "accept"
+    max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 2**20
+    predict_auth: Literal["open", "key"] = "open"
+    reload_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    explain_top: Annotated[int, Field(ge=1)] = 5
+    canary: CanaryPolicy = CanaryPolicy()
+
+
 _CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "recall_at_precision"}
 _REGRESSION_METRICS = {"mae", "rmse"}
 
@@ -206,6 +230,7 @@ class ProjectSpec(_Strict):
     )
     gate: GatePolicy = GatePolicy()
     validation: ValidationPolicy = ValidationPolicy()
+    serving: ServingSpec = ServingSpec()
 
     @model_validator(mode="before")
     @classmethod

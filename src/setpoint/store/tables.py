@@ -21,11 +21,14 @@ __all__ = [
     "UTCDateTime",
     "alias_history",
     "aliases",
+    "api_keys",
     "datasets",
     "events",
+    "feedback",
     "gate_decisions",
     "metadata",
     "model_versions",
+    "predictions",
     "projects",
     "quarantine",
     "schemas",
@@ -55,6 +58,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 
 
 JSONDoc: sa.types.TypeEngine[Any] = sa.JSON().with_variant(JSONB(), "postgresql")
+# SQLite autoincrements only an ``INTEGER PRIMARY KEY`` (the rowid), never a BIGINT one
+BigId: sa.types.TypeEngine[int] = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData()
 
@@ -168,4 +173,56 @@ events = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("payload", JSONDoc, nullable=False),
     sa.Index("ix_events_project_at", "project", "at"),
+)
+
+# True outcomes posted after the prediction. ``key`` is what makes a retry a no-op:
+# ``req:<request_id>:<index>`` or ``ent:<entity_id>``. No foreign key to ``projects``: like
+# ``events`` and ``predictions``, these rows are written on the serving path.
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(260), nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("idx", sa.Integer, nullable=True),
+    sa.Column("entity_id", sa.String(256), nullable=True),
+    sa.Column("label", JSONDoc, nullable=False),
+    sa.Column("event_time", UTCDateTime, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("project", "key", name="uq_feedback_key"),
+    sa.Index("ix_feedback_project_time", "project", "event_time"),
+)
+
+# API keys of the whole store (not of one project), kept only as the sha256 of the key.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("name", name="uq_api_keys_name"),
+    sa.UniqueConstraint("key_hash", name="uq_api_keys_hash"),
+)
+
+# The prediction log of a PostgreSQL store (an embedded store logs to files instead);
+# the table exists on both backends so that there is one schema.
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("request_id", sa.Text, nullable=False),
+    sa.Column("idx", sa.Integer, nullable=False),
+    sa.Column("entity_id", sa.Text, nullable=True),
+    sa.Column("time", UTCDateTime, nullable=False),
+    sa.Column("model_version", sa.Text, nullable=False),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("inputs", JSONDoc, nullable=False),
+    sa.Column("output", JSONDoc, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Index("ix_predictions_project_time", "project", "time"),
+    sa.Index("ix_predictions_project_request", "project", "request_id"),
 )

@@ -34,6 +34,8 @@ class Head(Protocol):
 
     def importance(self) -> FloatArray: ...
 
+    def contributions(self, matrix: FloatArray) -> FloatArray: ...
+
     def to_bytes(self) -> bytes: ...
 
 
@@ -69,6 +71,14 @@ class LightGBMHead:
 
     def importance(self) -> FloatArray:
         return np.asarray(self._booster.feature_importance(importance_type="gain"), np.float64)
+
+    def contributions(self, matrix: FloatArray) -> FloatArray:
+        """``(n, k, n_features + 1)`` raw-score contributions (SHAP values by TreeSHAP),
+        the last column the expected value; ``k`` is 1 except for multiclass."""
+        out = np.asarray(
+            self._booster.predict(matrix, pred_contrib=True, num_threads=1), np.float64
+        )
+        return out.reshape(matrix.shape[0], -1, self.n_features + 1)
 
     def to_bytes(self) -> bytes:
         return self.model_text.encode("utf-8")
@@ -106,6 +116,15 @@ class LinearHead:
         if self.kind == "logistic":
             return np.asarray(np.exp(-np.logaddexp(0.0, -z)), dtype=np.float64)
         return np.asarray(z, dtype=np.float64)
+
+    def contributions(self, matrix: FloatArray) -> FloatArray:
+        """``(n, k, n_features + 1)``: each standardised input times its coefficient,
+        the intercept last (exact for a linear model)."""
+        terms = matrix[:, None, :] * self.coef[None, :, :]
+        bias = np.broadcast_to(
+            self.intercept[None, :, None], (matrix.shape[0], *self.intercept.shape, 1)
+        )
+        return np.concatenate([terms, bias], axis=2)
 
     def importance(self) -> FloatArray:
         # Inputs are standardised, so coefficient sizes are comparable.

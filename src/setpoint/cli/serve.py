@@ -1,0 +1,104 @@
+"""``setpoint serve``: the project's champion behind HTTP."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from setpoint._console import console
+from setpoint.cli._options import ProjectDir, open_project
+from setpoint.errors import ConfigError, InvalidParameterError, MissingExtraError
+
+__all__ = ["ROOT_ENV", "app_factory", "register", "serve"]
+
+# How the parent passes the project to workers that uvicorn starts in fresh processes.
+ROOT_ENV = "SETPOINT_SERVE_ROOT"
+
+
+def app_factory() -> object:
+    """The ASGI app for each worker (``uvicorn --factory``)."""
+    from setpoint.serve.app import create_app
+
+    return create_app(os.environ[ROOT_ENV])
+
+
+def _check_port(host: str, port: int) -> None:
+    # uvicorn would log the clash and exit 1; a clear message is better.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            reason = (
+                "is in use"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot be bound ({exc.strerror})"
+            )
+            raise ConfigError(
+                f"--host/--port: {host}:{port} {reason}. Pick another with --port.",
+                host=host,
+                port=port,
+            ) from None
+
+
+def serve(
+    directory: ProjectDir = Path(),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (one per core is typical).")] = 1,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the champion over HTTP: predict, feedback, models, health and metrics.
+
+    Every prediction is in the prediction log before its answer is sent. Workers
+    follow the champion, shadow and canary aliases and swap models without
+    dropping a request. See docs/serving.md.
+    """
+    if not 1 <= port <= 65535:
+        raise InvalidParameterError(
+            owner="serve", parameter="--port", expected="in 1..65535", got=port
+        )
+    if not 1 <= workers <= 64:
+        raise InvalidParameterError(
+            owner="serve", parameter="--workers", expected="in 1..64", got=workers
+        )
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise InvalidParameterError(
+            owner="serve",
+            parameter="--log-level",
+            expected="debug, info, warning or error",
+            got=log_level,
+        )
+    try:
+        import uvicorn
+    except ImportError:
+        raise MissingExtraError(extra="serve", module="uvicorn", feature="setpoint serve") from None
+    project = open_project(directory)  # spec and store errors surface here, before forking
+    _check_port(host, port)
+    os.environ[ROOT_ENV] = str(project.root.resolve())
+    # One OpenMP thread per worker: a single-row LightGBM call gains nothing from more,
+    # and several workers' thread pools would fight over the cores.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    console.print(
+        f"Serving {project.name} on http://{host}:{port} with {workers} worker(s); Ctrl+C stops."
+    )
+    uvicorn.run(
+        "setpoint.cli.serve:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,  # the prediction log is the record of every request
+        timeout_graceful_shutdown=10,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

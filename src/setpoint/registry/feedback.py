@@ -1,0 +1,406 @@
+"""Feedback: the true outcomes of predictions, posted after the fact.
+
+Each item names a prediction by ``request_id`` (plus ``index`` in its batch) or
+by ``entity_id`` and gives its ``label``. The item's *key* (``req:<request_id>:<index>``
+or ``ent:<entity_id>``) is unique per project, which is what lets a client retry
+freely: posting the same label again is a duplicate and changes nothing, while a
+different label for a stored key is a conflict and nothing of that call is stored.
+
+A call is one transaction with one ``SELECT`` of the keys already stored and one
+multi-row ``INSERT``, so a batch of a thousand items costs two round trips.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from setpoint.errors import ConflictError, InvalidRequestError
+from setpoint.store.db import Database
+from setpoint.store.tables import feedback, utcnow
+
+__all__ = ["Feedback", "FeedbackResult", "list_feedback", "record_feedback"]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_MAX_ENTITY = 256
+_MAX_INDEX = 2**31 - 1  # the predictions table keeps the index as a 32-bit integer
+_FIELDS = frozenset({"request_id", "index", "entity_id", "label", "time"})
+_SELECT_CHUNK = 5000  # keys per SELECT; well under SQLite's 32766 bound parameters
+_ATTEMPTS = 3  # a concurrent writer of the same new key makes our INSERT fail; look again
+_SHOWN = 5  # problems spelled out in a message; all of them are in the error's context
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackResult:
+    """What a call did: ``stored`` new items, ``duplicates`` already known with that label."""
+
+    stored: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """One stored outcome. ``index`` is set only for a key by ``request_id``."""
+
+    id: int
+    project: str
+    key: str
+    request_id: str | None
+    index: int | None
+    entity_id: str | None
+    label: Any
+    event_time: datetime
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    position: int  # where the item was in the call, for error messages
+    key: str
+    request_id: str | None
+    index: int | None
+    entity_id: str | None
+    label: Any  # as it reads back from the store: the result of a JSON round trip
+    event_time: datetime
+
+
+class _Problems:
+    """Collects every bad field of every item, so that one answer names all of them."""
+
+    def __init__(self) -> None:
+        self.errors: list[dict[str, Any]] = []
+
+    def add(self, record: int | None, field: str | None, kind: str, detail: str) -> None:
+        self.errors.append({"record": record, "field": field, "kind": kind, "detail": detail})
+
+    def raise_if_any(self) -> None:
+        if not self.errors:
+            return
+        shown = "; ".join(
+            f"item {e['record']}: {e['field']}: {e['kind']} ({e['detail']})"
+            for e in self.errors[:_SHOWN]
+        )
+        more = len(self.errors) - _SHOWN
+        records = {e["record"] for e in self.errors}
+        raise InvalidRequestError(
+            f"The feedback has {len(self.errors)} invalid field(s) in {len(records)} item(s): "
+            + shown
+            + (f"; and {more} more." if more > 0 else "."),
+            errors=self.errors,
+        )
+
+
+def _bad_text(value: str) -> str | None:
+    """Why the store cannot hold ``value`` (PostgreSQL refuses NUL and lone surrogates)."""
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (a lone surrogate)"
+    return None
+
+
+def _bad_json_text(value: Any) -> str | None:
+    """The first string (or object key) in ``value`` that the store cannot hold, and why."""
+    if isinstance(value, str):
+        return _bad_text(value)
+    if isinstance(value, list):
+        for element in value:
+            if (why := _bad_json_text(element)) is not None:
+                return why
+    elif isinstance(value, dict):
+        for name, element in value.items():
+            if (why := _bad_json_text(name)) is not None or (
+                why := _bad_json_text(element)
+            ) is not None:
+                return why
+    return None
+
+
+def _parse_time(value: Any) -> datetime | str:
+    """The event time in UTC, or why ``value`` is not one. Naive times are taken as UTC."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            return f"{value[:40]!r} is not an ISO 8601 date and time"
+    else:
+        return f"expected an ISO 8601 string, got {_kind(value)}"
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        return f"{when.isoformat()} is out of range in UTC"
+
+
+def _parse_label(position: int, item: Mapping[str, Any], problems: _Problems) -> tuple[bool, Any]:
+    if "label" not in item:
+        problems.add(position, "label", "missing_label", "every item needs its true label")
+        return False, None
+    label = item["label"]
+    if label is None:
+        problems.add(position, "label", "null_not_allowed", "a label of null is not an outcome")
+        return False, None
+    if not isinstance(label, bool | int | float | str):
+        # a class label or a measured value; a list or object would not join to a prediction
+        detail = f"expected a number, text or a boolean, got {_kind(label)}"
+        problems.add(position, "label", "type_mismatch", detail)
+        return False, None
+    try:
+        # the round trip makes the label what reads back from the store (tuples become lists,
+        # keys become strings), so a retry compares equal to what was stored
+        label = json.loads(json.dumps(label, allow_nan=False))
+    except ValueError:
+        problems.add(position, "label", "non_finite", "NaN and Infinity are not JSON")
+        return False, None
+    except TypeError as exc:
+        problems.add(position, "label", "type_mismatch", f"not a JSON value: {exc}")
+        return False, None
+    if (why := _bad_json_text(label)) is not None:
+        problems.add(position, "label", "invalid_text", f"a string of the label {why}")
+        return False, None
+    return True, label
+
+
+def _parse_key(
+    position: int, item: Mapping[str, Any], problems: _Problems
+) -> tuple[str, str | None, int | None, str | None] | None:
+    """``(key, request_id, index, entity_id)``, or None after recording what is wrong."""
+    has_request, has_entity = "request_id" in item, "entity_id" in item
+    if has_request and has_entity:
+        problems.add(
+            position, "entity_id", "ambiguous_key", "give request_id or entity_id, not both"
+        )
+        return None
+    if has_entity:
+        if "index" in item:
+            problems.add(position, "index", "unknown_field", "index goes with request_id only")
+            return None
+        entity = item["entity_id"]
+        if isinstance(entity, int) and not isinstance(entity, bool):
+            entity = str(entity)  # ids like 1545 arrive as JSON numbers; the log keeps text
+        if not isinstance(entity, str):
+            problems.add(
+                position, "entity_id", "type_mismatch", f"expected text, got {_kind(entity)}"
+            )
+            return None
+        if not 1 <= len(entity) <= _MAX_ENTITY:
+            problems.add(
+                position,
+                "entity_id",
+                "invalid_id",
+                f"must be 1 to {_MAX_ENTITY} characters, got {len(entity)}",
+            )
+            return None
+        if (why := _bad_text(entity)) is not None:
+            problems.add(position, "entity_id", "invalid_id", why)
+            return None
+        return f"ent:{entity}", None, None, entity
+    if not has_request:
+        problems.add(position, "request_id", "missing_key", "give request_id or entity_id")
+        return None
+    request_id = item["request_id"]
+    if not isinstance(request_id, str):
+        problems.add(
+            position, "request_id", "type_mismatch", f"expected text, got {_kind(request_id)}"
+        )
+        return None
+    if _REQUEST_ID.fullmatch(request_id) is None:
+        problems.add(
+            position,
+            "request_id",
+            "invalid_id",
+            f"{request_id[:70]!r} is not 1 to 64 characters of A-Z a-z 0-9 . _ -",
+        )
+        return None
+    index = item.get("index", 0)
+    if isinstance(index, float) and index.is_integer():
+        index = int(index)  # JSON Schema's integer: 1.0 is 1
+    if isinstance(index, bool) or not isinstance(index, int):
+        problems.add(position, "index", "type_mismatch", f"expected an integer, got {_kind(index)}")
+        return None
+    if not 0 <= index <= _MAX_INDEX:
+        problems.add(position, "index", "out_of_range", f"{index} is not in [0, {_MAX_INDEX}]")
+        return None
+    return f"req:{request_id}:{index}", request_id, index, None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _validate(items: Any) -> list[_Item]:
+    problems = _Problems()
+    if not isinstance(items, list):
+        problems.add(None, None, "not_a_list", f"expected a list of items, got {_kind(items)}")
+        problems.raise_if_any()
+    parsed: list[_Item] = []
+    now = utcnow()
+    for position, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            problems.add(position, None, "not_an_object", f"expected an object, got {_kind(item)}")
+            continue
+        for name in sorted(set(item) - _FIELDS, key=str):
+            problems.add(position, str(name), "unknown_field", f"fields are {sorted(_FIELDS)}")
+        key = _parse_key(position, item, problems)
+        ok, label = _parse_label(position, item, problems)
+        when: datetime | str = now
+        if item.get("time") is not None:
+            when = _parse_time(item["time"])
+            if isinstance(when, str):
+                problems.add(position, "time", "invalid_time", when)
+        if key is not None and ok and isinstance(when, datetime):
+            parsed.append(_Item(position, *key, label, when))
+    problems.raise_if_any()
+    return parsed
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``1 == 1.0`` (one JSON number) but ``true != 1``, unlike Python's ``==``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def _conflict(project: str, conflicts: list[dict[str, Any]]) -> ConflictError:
+    keys = [c["key"] for c in conflicts]
+    shown = ", ".join(keys[:_SHOWN]) + (
+        f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
+    )
+    return ConflictError(
+        f"Feedback for {shown} contradicts a label already given; nothing of this request "
+        "was stored.",
+        project=project,
+        keys=keys,
+        conflicts=conflicts,
+    )
+
+
+def _store(conn: Connection, project: str, unique: dict[str, _Item], *, now: datetime) -> int:
+    """Insert the items whose key is new; the duplicates and conflicts among the rest."""
+    keys = list(unique)
+    stored: dict[str, Any] = {}
+    for start in range(0, len(keys), _SELECT_CHUNK):
+        chunk = keys[start : start + _SELECT_CHUNK]
+        rows = conn.execute(
+            sa.select(feedback.c.key, feedback.c.label).where(
+                feedback.c.project == project, feedback.c.key.in_(chunk)
+            )
+        )
+        stored.update((row.key, row.label) for row in rows)
+    conflicts = [
+        {"record": item.position, "key": key, "stored": stored[key], "sent": item.label}
+        for key, item in unique.items()
+        if key in stored and not _same(stored[key], item.label)
+    ]
+    if conflicts:
+        raise _conflict(project, conflicts)
+    new = [
+        {
+            "project": project,
+            "key": key,
+            "request_id": item.request_id,
+            "idx": item.index,
+            "entity_id": item.entity_id,
+            "label": item.label,
+            "event_time": item.event_time,
+            "received_at": now,
+        }
+        for key, item in unique.items()
+        if key not in stored
+    ]
+    if new:
+        conn.execute(feedback.insert(), new)
+    return len(new)
+
+
+def record_feedback(db: Database, *, project: str, items: list[dict[str, Any]]) -> FeedbackResult:
+    """Store ``items`` in one transaction: all the new ones, or nothing on any conflict.
+
+    Raises ``InvalidRequestError`` naming each bad field of each item (nothing is
+    stored), and ``ConflictError`` when an item's key is already stored, or given
+    twice in ``items``, with another label; its ``conflicts`` context names them.
+    """
+    parsed = _validate(items)
+    unique: dict[str, _Item] = {}
+    conflicts: list[dict[str, Any]] = []
+    for item in parsed:
+        first = unique.setdefault(item.key, item)
+        if first is not item and not _same(first.label, item.label):
+            conflicts.append(
+                {
+                    "record": item.position,
+                    "key": item.key,
+                    "stored": first.label,
+                    "sent": item.label,
+                }
+            )
+    if conflicts:
+        raise _conflict(project, conflicts)
+    attempt = 1
+    while True:
+        try:
+            with db.write() as conn:
+                inserted = _store(conn, project, unique, now=utcnow())
+        except IntegrityError:
+            # a concurrent call stored one of our new keys between our SELECT and INSERT
+            # (PostgreSQL; SQLite's write lock serializes whole calls); its row is committed
+            # now, so the next attempt sees it as a duplicate or a conflict
+            if attempt == _ATTEMPTS:
+                raise ConflictError(
+                    f"Feedback for project {project!r} kept colliding with concurrent writers; "
+                    "nothing of this request was stored. Retry.",
+                    project=project,
+                ) from None
+            attempt += 1
+            continue
+        return FeedbackResult(stored=inserted, duplicates=len(parsed) - inserted)
+
+
+def list_feedback(
+    db: Database,
+    *,
+    project: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[Feedback]:
+    """The project's feedback with ``since <= event_time < until``, oldest event first."""
+    query = sa.select(feedback).where(feedback.c.project == project)
+    if since is not None:
+        query = query.where(feedback.c.event_time >= since)
+    if until is not None:
+        query = query.where(feedback.c.event_time < until)
+    with db.read() as conn:
+        rows = conn.execute(query.order_by(feedback.c.event_time, feedback.c.id)).all()
+    return [
+        Feedback(
+            id=r.id,
+            project=r.project,
+            key=r.key,
+            request_id=r.request_id,
+            index=r.idx,
+            entity_id=r.entity_id,
+            label=r.label,
+            event_time=r.event_time,
+            received_at=r.received_at,
+        )
+        for r in rows
+    ]

@@ -1,0 +1,111 @@
+"""Admin endpoints (promote, rollback, reload) and the API-key check they need.
+
+Keys are stored hashed (``registry.keys``); a valid key is remembered for a
+few seconds by its sha256 so that keyed predict traffic does not query the
+store on every request. A revoked key stops working within that time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from setpoint.serve.http import ApiError, JSONResponse, read_json
+
+if TYPE_CHECKING:
+    from setpoint.serve.app import Server
+
+__all__ = ["check_key", "promote", "reload", "rollback"]
+
+_CACHE_S = 5.0
+_valid: dict[str, float] = {}  # sha256 of a key -> until when it is known valid
+
+
+async def check_key(server: Server, request: Request) -> None:
+    """Raise 401 without a bearer key and 403 with one that is not valid."""
+    from setpoint.registry.keys import verify_key
+
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "This endpoint needs an API key: send 'Authorization: Bearer <key>' "
+            "(make one with 'setpoint keys create').",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    digest = hashlib.sha256(key.strip().encode("utf-8", "surrogatepass")).hexdigest()
+    now = time.monotonic()
+    if _valid.get(digest, 0.0) > now:
+        return
+    name = await asyncio.to_thread(verify_key, server.project.store.db, key.strip())
+    if name is None:
+        raise ApiError(403, "forbidden", "The API key is not valid or was revoked.")
+    _valid[digest] = now + _CACHE_S
+
+
+def _options(body: Any, allowed: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "The body must be a JSON object.")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise ApiError(
+            400, "invalid_request", f"Unknown key(s) {unknown}; expected some of {sorted(allowed)}."
+        )
+    for name, kind in allowed.items():
+        value = body.get(name)
+        if value is not None and (
+            (isinstance(value, bool) and kind is int) or not isinstance(value, kind)
+        ):
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"{name!r} must be {getattr(kind, '__name__', kind)}; got {value!r}.",
+            )
+    return body
+
+
+async def _body(server: Server, request: Request) -> Any:
+    if not request.headers.get("content-length") and "content-type" not in request.headers:
+        return None
+    return await read_json(request, max_bytes=server.serving.max_body_bytes)
+
+
+async def promote(server: Server, request: Request) -> Response:
+    await check_key(server, request)
+    body = _options(await _body(server, request), {"version": int, "reason": str, "force": bool})
+    if body.get("version") is None:
+        raise ApiError(400, "invalid_request", "'version' is required: the version to promote.")
+    decision = await asyncio.to_thread(
+        server.project.promote,
+        body["version"],
+        reason=body.get("reason") or "promoted over HTTP",
+        force=bool(body.get("force")),
+    )
+    serving = await server.router.refresh()
+    return JSONResponse(
+        {"promoted": decision.passed, "decision": decision.to_dict(), "serving": serving}
+    )
+
+
+async def rollback(server: Server, request: Request) -> Response:
+    await check_key(server, request)
+    body = _options(await _body(server, request), {"reason": str})
+    champion = await asyncio.to_thread(
+        server.project.rollback, reason=body.get("reason") or "rolled back over HTTP"
+    )
+    serving = await server.router.refresh()
+    return JSONResponse({"champion": champion, "serving": serving})
+
+
+async def reload(server: Server, request: Request) -> Response:
+    await check_key(server, request)
+    return JSONResponse({"serving": await server.router.refresh()})

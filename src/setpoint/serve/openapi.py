@@ -1,0 +1,246 @@
+"""The OpenAPI 3.1 document, generated from the schema the champion was trained on.
+
+Each feature appears with its type, range or categories and whether it may be
+null, so a client generator (or a fuzzer) knows exactly what a valid record is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from setpoint.serve.scorer import Scorer, example_record
+from setpoint.spec.model import ServingSpec, Task
+
+__all__ = ["openapi_document"]
+
+_ERRORS = {
+    "400": "Malformed JSON, or JSON of the wrong shape",
+    "401": "A key is needed",
+    "403": "The key is not valid",
+    "404": "Not found",
+    "409": "Conflicts with stored state",
+    "413": "Body or batch too large",
+    "415": "Not application/json",
+    "422": "Records that break the schema; each bad field named",
+    "503": "No champion loaded yet",
+}
+
+
+def _error_schema() -> dict[str, Any]:
+    detail = {
+        "type": "object",
+        "properties": {
+            "record": {"type": ["integer", "null"]},
+            "field": {"type": ["string", "null"]},
+            "kind": {"type": "string"},
+            "detail": {"type": "string"},
+        },
+        "required": ["kind", "detail"],
+    }
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["status", "kind", "message"],
+                "properties": {
+                    "status": {"type": "integer"},
+                    "kind": {"type": "string"},
+                    "message": {"type": "string"},
+                    "request_id": {"type": ["string", "null"]},
+                    "errors": {"type": "array", "items": detail},
+                },
+            }
+        },
+    }
+
+
+def _record_schema(scorer: Scorer, serving: ServingSpec) -> dict[str, Any]:
+    validator = scorer.validator
+    schema = validator.schema
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name in validator.features:
+        col = schema.column(name)
+        prop: dict[str, Any]
+        if col.kind == "numeric":
+            prop = {"type": ["number", "null"] if col.nullable else "number"}
+            if col.min is not None:
+                prop["minimum"] = col.min
+            if col.max is not None:
+                prop["maximum"] = col.max
+        else:
+            prop = {"type": ["string", "null"] if col.nullable else "string"}
+            strict = serving.on_invalid == "reject" and serving.unseen_category == "reject"
+            if col.categories is not None and strict:
+                prop["enum"] = [*col.categories, *([None] if col.nullable else [])]
+            elif col.categories is not None:  # others are accepted: known ones as a hint
+                prop["examples"] = list(col.categories[:50])
+        properties[name] = prop
+        if not col.nullable:
+            required.append(name)
+    for name in schema.names:  # id, time, target: accepted, not used by the model
+        if name not in properties:
+            properties[name] = {"description": "Not a model input; logged, not used."}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": serving.on_invalid == "impute",
+        "example": example_record(schema, validator.features),
+    }
+
+
+def _prediction_schema(task: Task) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "flags": {"type": "array", "items": {"type": "object"}},
+        "contributions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"feature": {"type": "string"}, "value": {"type": "number"}},
+            },
+        },
+    }
+    if task is Task.REGRESSION:
+        props["value"] = {"type": "number"}
+        return {"type": "object", "properties": props, "required": ["value"]}
+    props["label"] = {}
+    if task is Task.BINARY:
+        props["score"] = {"type": "number", "minimum": 0, "maximum": 1}
+    else:
+        props["scores"] = {"type": "object", "additionalProperties": {"type": "number"}}
+    return {"type": "object", "properties": props, "required": ["label"]}
+
+
+def _responses(ok: str, *codes: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"200": {"description": "OK", "content": _json(ok)}}
+    for code in codes:
+        out[code] = {"description": _ERRORS[code], "content": _json("Error")}
+    return out
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
+def openapi_document(
+    *, project: str, scorer: Scorer, serving: ServingSpec, version: str
+) -> dict[str, Any]:
+    """The document for ``scorer``'s model (regenerated when the champion changes)."""
+    keyed = serving.predict_auth == "key"
+    auth: list[dict[str, list[str]]] = [{"apiKey": []}] if keyed else []
+    open_codes = ("400", "413", "415", "422", "503", *(("401", "403") if keyed else ()))
+    text = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL in text
+    label = {"type": ["boolean", "number", "string"], "pattern": text}
+    when = {"type": "string", "format": "date-time"}
+    by_request = {
+        "type": "object",
+        "properties": {
+            "request_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+            "index": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
+            "label": label,
+            "time": when,
+        },
+        "required": ["request_id", "label"],
+        "additionalProperties": False,
+    }
+    by_entity = {
+        "type": "object",
+        "properties": {
+            "entity_id": {
+                "type": ["string", "integer"],
+                "minLength": 1,
+                "maxLength": 256,
+                "pattern": text,
+            },
+            "label": label,
+            "time": when,
+        },
+        "required": ["entity_id", "label"],
+        "additionalProperties": False,
+    }
+    feedback_item = {"oneOf": [by_request, by_entity]}
+    predict = {
+        "summary": "Score records",
+        "parameters": [
+            {"name": "explain", "in": "query", "schema": {"type": "boolean"}},
+            {
+                "name": "X-Request-ID",
+                "in": "header",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+            },
+        ],
+        "requestBody": {"required": True, "content": _json("PredictRequest")},
+        "responses": _responses("PredictResponse", *open_codes),
+        "security": auth,
+    }
+    feedback = {
+        "summary": "Store true outcomes",
+        "requestBody": {"required": True, "content": _json("FeedbackRequest")},
+        "responses": _responses("FeedbackResponse", *open_codes, "409"),
+        "security": auth,
+    }
+    simple = {"type": "object"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": f"setpoint: {project}", "version": version},
+        "paths": {
+            "/v1/predict": {"post": predict},
+            "/v1/feedback": {"post": feedback},
+            "/v1/models": {"get": {"summary": "Models", "responses": _responses("Object")}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": _responses("Object")}},
+            "/readyz": {"get": {"summary": "Readiness", "responses": _responses("Object", "503")}},
+        },
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Record": _record_schema(scorer, serving),
+                "PredictRequest": {
+                    "type": "object",
+                    "required": ["records"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "records": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": serving.max_batch,
+                            "items": {"$ref": "#/components/schemas/Record"},
+                        }
+                    },
+                },
+                "Prediction": _prediction_schema(scorer.model.task),
+                "PredictResponse": {
+                    "type": "object",
+                    "required": ["request_id", "model_version", "predictions"],
+                    "properties": {
+                        "request_id": {"type": "string"},
+                        "model_version": {"type": "integer"},
+                        "predictions": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Prediction"},
+                        },
+                    },
+                },
+                "FeedbackRequest": {
+                    "type": "object",
+                    "required": ["feedback"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "feedback": {"type": "array", "minItems": 1, "items": feedback_item}
+                    },
+                },
+                "FeedbackResponse": {
+                    "type": "object",
+                    "required": ["stored", "duplicates"],
+                    "properties": {
+                        "stored": {"type": "integer"},
+                        "duplicates": {"type": "integer"},
+                    },
+                },
+                "Object": simple,
+                "Error": _error_schema(),
+            },
+        },
+    }

@@ -1,0 +1,368 @@
+"""``setpoint predict`` and ``setpoint replay``, run as a user runs them.
+
+The commands run as real processes and talk over loopback to
+``_support.fake_server``, which records what they send; the replay's pacing
+and feedback timing are also tested as pure functions with a fake clock.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _support.cli import run as setpoint
+from _support.fake_server import FakeServer, dead_url, running
+from setpoint.cli._replay import FeedbackQueue, TokenBucket, parse_duration
+
+T0 = datetime(2013, 8, 1, 4, tzinfo=UTC)
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in result.stderr, f"{word!r} not in: {result.stderr}"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeServer]:
+    with running(FakeServer()) as fake:
+        yield fake
+
+
+@pytest.fixture
+def quickstart(tmp_path: Path) -> Path:
+    """A quickstart folder whose held-back file has 3 days of flights, shuffled."""
+    rng = np.random.default_rng(7)
+    n = 36
+    times = [T0 + timedelta(hours=2 * i) for i in range(n)]
+    frame = pd.DataFrame(
+        {
+            "flight_id": [f"f{i:03d}" for i in range(n)],
+            "scheduled_at": pd.to_datetime(times, utc=True),
+            "carrier": rng.choice(["UA", "AA", "B6"], n),
+            "distance": rng.uniform(100, 2500, n).round(),
+            "temp": [float("nan") if i % 5 == 0 else 60.0 + i for i in range(n)],
+            "late": rng.integers(0, 2, n),
+        }
+    ).sample(frac=1, random_state=3)
+    (tmp_path / "data").mkdir()
+    frame.to_parquet(tmp_path / "data" / "flights-2013-08-12.parquet", index=False)
+    return tmp_path
+
+
+# Pure parts ----------------------------------------------------------------------
+
+
+def test_feedback_waits_for_the_replay_clock() -> None:
+    queue = FeedbackQueue(timedelta(hours=6))
+    for hour in (5, 0, 3):
+        queue.add(at=T0 + timedelta(hours=hour), item={"label": hour})
+    assert queue.pop_due(T0 + timedelta(hours=5, minutes=59)) == []
+    assert queue.pop_due(T0 + timedelta(hours=6)) == [{"label": 0}]  # due exactly at +6h
+    assert queue.pop_due(T0 + timedelta(hours=10)) == [{"label": 3}]
+    assert len(queue) == 1
+    assert queue.drain() == [{"label": 5}]
+    assert queue.drain() == []
+
+
+def test_feedback_without_delay_is_due_at_its_own_time() -> None:
+    queue = FeedbackQueue(timedelta(0))
+    queue.add(at=T0, item={"label": True})
+    assert queue.pop_due(T0 - timedelta(seconds=1)) == []
+    assert queue.pop_due(T0) == [{"label": True}]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_token_bucket_paces_to_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(10.0, capacity=1, clock=clock, sleep=clock.sleep)
+    for _ in range(100):
+        bucket.take(1)
+    # The first token is in the bucket; each of the other 99 costs 0.1 s.
+    assert clock.now == pytest.approx(9.9)
+
+
+def test_token_bucket_counts_records_not_requests() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(100.0, capacity=10, clock=clock, sleep=clock.sleep)
+    for _ in range(20):
+        bucket.take(10)
+    assert clock.now == pytest.approx(1.9)  # 200 records at 100/s, the first 10 free
+
+
+def test_token_bucket_with_rate_zero_never_waits() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(0.0, capacity=1, clock=clock, sleep=clock.sleep)
+    assert sum(bucket.take(1000) for _ in range(10)) == 0
+    assert clock.now == 0
+
+
+def test_durations() -> None:
+    assert parse_duration("6h") == timedelta(hours=6)
+    assert parse_duration("90s") == timedelta(seconds=90)
+    assert parse_duration("1.5d") == timedelta(hours=36)
+    assert parse_duration("0") == timedelta(0)
+    with pytest.raises(ValueError, match="30m, 6h or 1d"):
+        parse_duration("6 hours")
+
+
+# setpoint replay ----------------------------------------------------------------
+
+
+def test_replay_sends_in_time_order_and_posts_outcomes(
+    quickstart: Path, server: FakeServer
+) -> None:
+    result = setpoint(
+        "replay",
+        "-C",
+        str(quickstart),
+        "--from",
+        "2013-08-01T10:00:00Z",
+        "--to",
+        "2013-08-03",
+        "--rate",
+        "0",
+        "--concurrency",
+        "1",
+        "--label-delay",
+        "0",
+        "--url",
+        server.url,
+        cwd=quickstart,
+    )
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_parquet(quickstart / "data" / "flights-2013-08-12.parquet")
+    chosen = frame[
+        (frame.scheduled_at >= "2013-08-01T10:00:00Z") & (frame.scheduled_at < "2013-08-03")
+    ].sort_values("scheduled_at")
+
+    sent = server.scored_records()
+    assert [r["flight_id"] for r in sent] == chosen.flight_id.tolist()
+    times = [r["scheduled_at"] for r in sent]
+    assert times == sorted(times)
+    assert times[0] == "2013-08-01T10:00:00+00:00"
+    assert all("late" not in r for r in sent)
+    assert {"flight_id", "scheduled_at", "carrier", "distance", "temp"} == set(sent[0])
+    nan_temp = chosen.temp.isna().tolist()
+    assert [r["temp"] is None for r in sent] == nan_temp
+    assert any(nan_temp)
+
+    # Every outcome is stored once, keyed by request id and index, as a boolean.
+    truth = dict(zip(chosen.flight_id, chosen.late.astype(bool), strict=True))
+    assert len(server.outcomes) == len(chosen)
+    for (_, request_id, index), item in server.outcomes.items():
+        assert truth[server.predictions[(request_id, int(index))]["flight_id"]] is item["label"]
+    # With no delay, outcomes flow while records are still being sent.
+    paths = [r.path for r in server.received]
+    assert paths.index("/v1/feedback") < len(paths) - 1 - paths[::-1].index("/v1/predict")
+    assert f"{len(chosen)}" in result.stdout
+    assert "feedback stored" in result.stdout
+
+
+def test_outcomes_wait_for_their_delay(quickstart: Path, server: FakeServer) -> None:
+    result = setpoint(
+        "replay",
+        "-C",
+        str(quickstart),
+        "--rate",
+        "0",
+        "--batch",
+        "5",
+        "--label-delay",
+        "30d",
+        "--url",
+        server.url,
+        cwd=quickstart,
+    )
+    assert result.returncode == 0, result.stderr
+    paths = [r.path for r in server.received]
+    last_predict = len(paths) - 1 - paths[::-1].index("/v1/predict")
+    assert paths.index("/v1/feedback") > last_predict  # all in the final flush
+    assert len(server.outcomes) == 36
+    assert all(len(r.body["records"]) <= 5 for r in server.calls("/v1/predict"))
+
+
+def test_replay_at_a_rate_sends_exactly_the_limit(quickstart: Path, server: FakeServer) -> None:
+    result = setpoint(
+        "replay",
+        "-C",
+        str(quickstart),
+        "--rate",
+        "40",
+        "--limit",
+        "10",
+        "--no-feedback",
+        "--url",
+        server.url,
+        cwd=quickstart,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(server.scored_records()) == 10
+    assert server.calls("/v1/feedback") == []
+    assert "feedback stored" not in result.stdout
+    assert "rate (records/s)" in result.stdout
+
+
+def test_replay_counts_errors_by_kind(quickstart: Path, server: FakeServer) -> None:
+    server.unavailable = 100  # every attempt answers 503 not_ready, after a ready check
+    result = setpoint(
+        "replay",
+        "-C",
+        str(quickstart),
+        "--rate",
+        "0",
+        "--limit",
+        "3",
+        "--url",
+        server.url,
+        cwd=quickstart,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "errors: not_ready" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--from", "2013-13-01"], ["--from", "ISO 8601", "2013-13-01"]),
+        (["--from", "2013-08-05", "--to", "2013-08-01"], ["--from", "--to", "before"]),
+        (["--rate", "-1"], ["--rate", "-1"]),
+        (["--rate", "nan"], ["--rate", "nan"]),
+        (["--rate", "fast"], ["--rate", "number"]),
+        (["--batch", "0"], ["--batch"]),
+        (["--label-delay", "6 hours"], ["--label-delay", "6 hours"]),
+        (["--from", "2014-01-01"], ["no records", "scheduled_at", "2013-08-01"]),
+    ],
+)
+def test_bad_replay_flags_fail_cleanly(
+    quickstart: Path, server: FakeServer, args: list[str], words: list[str]
+) -> None:
+    assert_user_error(
+        setpoint("replay", "-C", str(quickstart), "--url", server.url, *args, cwd=quickstart),
+        *words,
+    )
+    assert server.calls("/v1/predict") == []
+
+
+def test_replay_without_the_quickstart_says_how_to_get_it(tmp_path: Path) -> None:
+    assert_user_error(
+        setpoint("replay", cwd=tmp_path), "flights-2013-08-12.parquet", "setpoint quickstart"
+    )
+
+
+def test_replay_to_no_server_names_the_url(quickstart: Path) -> None:
+    url = dead_url()
+    result = setpoint("replay", "-C", str(quickstart), "--url", url, cwd=quickstart)
+    assert_user_error(result, url, "setpoint serve")
+
+
+def test_replay_to_a_server_not_ready_says_so(quickstart: Path, server: FakeServer) -> None:
+    server.ready = False
+    result = setpoint("replay", "-C", str(quickstart), "--url", server.url, cwd=quickstart)
+    assert_user_error(result, "not ready", server.url)
+
+
+# setpoint predict ---------------------------------------------------------------
+
+
+def test_predict_json_prints_the_answer(tmp_path: Path, server: FakeServer) -> None:
+    result = setpoint(
+        "predict",
+        "--json",
+        '{"carrier": "UA", "distance": 1400}',
+        "--explain",
+        "--format",
+        "json",
+        "--url",
+        server.url,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    (sent,) = server.calls("/v1/predict")
+    assert sent.body == {"records": [{"carrier": "UA", "distance": 1400}]}
+    assert sent.query == {"explain": "true"}
+    assert answer["request_id"] == sent.headers["x-request-id"]
+    assert answer["model_version"] == 1
+    assert "contributions" in answer["predictions"][0]
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".csv", ".parquet"])
+def test_predict_reads_record_files(tmp_path: Path, server: FakeServer, suffix: str) -> None:
+    rows = [{"carrier": "UA", "distance": 1400.0}, {"carrier": "AA", "distance": None}]
+    path = tmp_path / f"records{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps({"records": rows}))
+    elif suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    elif suffix == ".csv":
+        path.write_text("carrier,distance\nUA,1400.0\nAA,\n")
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    result = setpoint("predict", "--file", str(path), "--url", server.url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (sent,) = server.calls("/v1/predict")
+    assert sent.body == {"records": rows}
+    assert "2 predictions of model v1" in result.stdout
+    assert "score" in result.stdout
+
+
+def test_predict_sends_the_key_from_the_environment(tmp_path: Path) -> None:
+    with running(FakeServer(api_key="sp_k", predict_needs_key=True)) as server:
+        ok = setpoint(
+            "predict",
+            "--json",
+            "{}",
+            "--url",
+            server.url,
+            cwd=tmp_path,
+            env={"SETPOINT_API_KEY": "sp_k"},
+        )
+        refused = setpoint("predict", "--json", "{}", "--url", server.url, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert server.received[0].headers["authorization"] == "Bearer sp_k"
+    assert_user_error(refused, "401", "unauthorized")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([], ["--file", "--json", "neither"]),
+        (["--json", "{}", "--file", "x.json"], ["--file", "--json", "both"]),
+        (["--json", "{oops"], ["--json", "not valid JSON"]),
+        (["--json", "[1, 2]"], ["--json", "item 0"]),
+        (["--file", "records.txt"], ["--file", ".jsonl", "records.txt"]),
+        (["--file", "missing.csv"], ["missing.csv", "no such file"]),
+        (["--json", '{"distance": "far"}'], ["422", "distance", "wrong_type"]),
+        (["--json", "{}", "--format", "yaml"], ["--format", "yaml"]),
+        (["--json", "{}", "--url", "localhost:8000"], ["--url", "localhost:8000"]),
+    ],
+)
+def test_bad_predict_input_fails_cleanly(
+    tmp_path: Path, server: FakeServer, args: list[str], words: list[str]
+) -> None:
+    assert_user_error(setpoint("predict", "--url", server.url, *args, cwd=tmp_path), *words)
+
+
+def test_predict_to_no_server_names_the_url(tmp_path: Path) -> None:
+    url = dead_url()
+    result = setpoint("predict", "--json", "{}", "--url", url, cwd=tmp_path)
+    assert_user_error(result, url, "setpoint serve")

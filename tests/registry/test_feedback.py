@@ -1,0 +1,265 @@
+"""Feedback on SQLite and PostgreSQL: idempotent retries, conflicts, every bad item named."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from setpoint.errors import ConflictError, InvalidRequestError
+from setpoint.registry.feedback import FeedbackResult, list_feedback, record_feedback
+from setpoint.store.db import Database
+from setpoint.store.tables import feedback
+from setpoint.store.workspace import Store
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def keys_and_labels(db: Database, project: str = "p") -> dict[str, Any]:
+    return {f.key: f.label for f in list_feedback(db, project=project)}
+
+
+def count(db: Database) -> int:
+    with db.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one())
+
+
+def test_items_are_stored_by_key_and_listed_by_event_time(store: Store) -> None:
+    db = store.db
+    before = datetime.now(UTC)
+    result = record_feedback(
+        db,
+        project="p",
+        items=[
+            {"request_id": "r-1", "index": 2, "label": True, "time": "2026-03-01T14:00:00Z"},
+            {"request_id": "r.2", "label": 12.5, "time": T0},
+            {"entity_id": "2013-08-01-UA-1545", "label": 0, "time": "2026-03-01T13:00:00+02:00"},
+            {"entity_id": 1545, "label": "x"},  # a numeric id is kept as text; time is now
+        ],
+    )
+    assert result == FeedbackResult(stored=4, duplicates=0)
+    rows = list_feedback(db, project="p")
+    assert [r.key for r in rows] == [
+        "ent:2013-08-01-UA-1545",  # 11:00 UTC
+        "req:r.2:0",  # 12:00
+        "req:r-1:2",  # 14:00
+        "ent:1545",  # now
+    ]
+    first, second, third, fourth = rows
+    assert (first.entity_id, first.request_id, first.index) == ("2013-08-01-UA-1545", None, None)
+    assert first.event_time == datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+    assert (second.request_id, second.index, second.label) == ("r.2", 0, 12.5)
+    assert third.label is True
+    assert fourth.entity_id == "1545"
+    assert fourth.event_time >= before
+    assert all(r.received_at >= before for r in rows)
+    assert list_feedback(db, project="other") == []
+
+    window = list_feedback(db, project="p", since=T0, until=T0 + timedelta(hours=2))
+    assert [r.key for r in window] == ["req:r.2:0"]  # since is inclusive, until exclusive
+
+
+def test_a_retry_is_all_duplicates_and_changes_nothing(store: Store) -> None:
+    items: list[dict[str, Any]] = [
+        {"request_id": f"req{i}", "index": i % 3, "label": i % 2 == 0, "time": T0}
+        for i in range(20)
+    ]
+    assert record_feedback(store.db, project="p", items=items) == FeedbackResult(20, 0)
+    stored = list_feedback(store.db, project="p")
+    assert record_feedback(store.db, project="p", items=items) == FeedbackResult(0, 20)
+    # a retry that adds one new item stores just that one
+    more = [*items, {"entity_id": "e1", "label": 1}]
+    assert record_feedback(store.db, project="p", items=more) == FeedbackResult(1, 20)
+    assert list_feedback(store.db, project="p")[:20] == stored
+
+
+def test_a_label_is_one_value(store: Store) -> None:
+    # a class label or a measured value; a list or an object joins to no prediction
+    with pytest.raises(InvalidRequestError) as caught:
+        record_feedback(
+            store.db,
+            project="p",
+            items=[{"request_id": "a", "label": [1]}, {"request_id": "b", "label": {"x": 1}}],
+        )
+    assert [(e["record"], e["field"], e["kind"]) for e in caught.value.errors] == [
+        (0, "label", "type_mismatch"),
+        (1, "label", "type_mismatch"),
+    ]
+    assert list_feedback(store.db, project="p") == []
+
+
+def test_labels_compare_as_json_values(store: Store) -> None:
+    db = store.db
+    items: list[dict[str, Any]] = [
+        {"request_id": "a", "label": 1},
+        {"request_id": "b", "label": "x"},
+        {"request_id": "d", "label": 1e20},
+    ]
+    assert record_feedback(db, project="p", items=items) == FeedbackResult(3, 0)
+    same: list[dict[str, Any]] = [
+        {"request_id": "a", "label": 1.0},  # one JSON number
+        {"request_id": "b", "label": "x"},
+        {"request_id": "d", "label": 10**20},
+    ]
+    assert record_feedback(db, project="p", items=same) == FeedbackResult(0, 3)
+    with pytest.raises(ConflictError):  # true is not 1 in JSON, whatever Python says
+        record_feedback(db, project="p", items=[{"request_id": "a", "label": True}])
+
+
+def test_a_conflict_stores_nothing_of_the_call(store: Store) -> None:
+    db = store.db
+    record_feedback(db, project="p", items=[{"request_id": "r1", "label": "on_time"}])
+    call: list[dict[str, Any]] = [
+        {"request_id": "r2", "label": "late"},
+        {"entity_id": "e9", "label": "late"},
+        {"request_id": "r1", "index": 0, "label": "late"},
+    ]
+    with pytest.raises(ConflictError, match="req:r1:0") as info:
+        record_feedback(db, project="p", items=call)
+    assert info.value.context["keys"] == ["req:r1:0"]
+    assert info.value.context["conflicts"] == [
+        {"record": 2, "key": "req:r1:0", "stored": "on_time", "sent": "late"}
+    ]
+    assert keys_and_labels(db) == {"req:r1:0": "on_time"}
+    # the same key in another project is another outcome
+    assert record_feedback(db, project="q", items=call) == FeedbackResult(3, 0)
+
+
+def test_the_same_key_twice_in_one_call(store: Store) -> None:
+    db = store.db
+    twice = [{"entity_id": "e1", "label": 3}, {"entity_id": "e1", "label": 3}]
+    assert record_feedback(db, project="p", items=twice) == FeedbackResult(1, 1)
+    contradicting: list[dict[str, Any]] = [
+        {"entity_id": "e2", "label": 1},
+        {"request_id": "r", "label": 1},
+        {"entity_id": "e2", "label": 2},
+    ]
+    with pytest.raises(ConflictError) as info:
+        record_feedback(db, project="p", items=contradicting)
+    assert info.value.context["keys"] == ["ent:e2"]
+    assert info.value.context["conflicts"][0]["record"] == 2
+    assert keys_and_labels(db) == {"ent:e1": 3}
+
+
+def test_every_bad_item_is_named_and_nothing_is_stored(store: Store) -> None:
+    items: list[Any] = [
+        {"request_id": "ok", "label": 1},  # 0: good, but not stored either
+        {"label": 1},  # 1
+        {"request_id": "r", "entity_id": "e", "label": 1},  # 2
+        {"request_id": "r", "index": "0", "label": 1},  # 3
+        {"request_id": "r", "index": True, "label": 1},  # 4
+        {"request_id": "r", "index": -1, "label": 1},  # 5
+        {"request_id": "r", "label": 1, "time": "yesterday"},  # 6
+        {"request_id": "r", "label": 1, "time": 1767225600},  # 7
+        {"request_id": "r"},  # 8
+        {"request_id": "r", "label": None},  # 9
+        {"request_id": "has space", "label": 1},  # 10
+        {"request_id": "x" * 65, "label": 1},  # 11
+        {"request_id": "", "label": 1},  # 12
+        {"entity_id": "e" * 257, "label": 1},  # 13
+        {"entity_id": "", "label": 1},  # 14
+        {"entity_id": ["e"], "label": 1},  # 15
+        {"request_id": "r", "label": float("nan")},  # 16
+        {"request_id": "r", "label": {"a": object()}},  # 17
+        {"request_id": "r", "label": "a\x00b"},  # 18
+        {"entity_id": "e", "index": 1, "label": 1},  # 19
+        {"request_id": "r", "label": 1, "lable": 1},  # 20
+        "not an object",  # 21
+        {"request_id": "r\n", "label": 1},  # 22
+        {"request_id": 7, "time": "2026-13-01"},  # 23: three problems at once
+    ]
+    with pytest.raises(InvalidRequestError, match="item 1: request_id: missing_key") as info:
+        record_feedback(store.db, project="p", items=items)
+    found = {(e["record"], e["field"], e["kind"]) for e in info.value.errors}
+    assert found == {
+        (1, "request_id", "missing_key"),
+        (2, "entity_id", "ambiguous_key"),
+        (3, "index", "type_mismatch"),
+        (4, "index", "type_mismatch"),
+        (5, "index", "out_of_range"),
+        (6, "time", "invalid_time"),
+        (7, "time", "invalid_time"),
+        (8, "label", "missing_label"),
+        (9, "label", "null_not_allowed"),
+        (10, "request_id", "invalid_id"),
+        (11, "request_id", "invalid_id"),
+        (12, "request_id", "invalid_id"),
+        (13, "entity_id", "invalid_id"),
+        (14, "entity_id", "invalid_id"),
+        (15, "entity_id", "type_mismatch"),
+        (16, "label", "non_finite"),
+        (17, "label", "type_mismatch"),
+        (18, "label", "invalid_text"),
+        (19, "index", "unknown_field"),
+        (20, "lable", "unknown_field"),
+        (21, None, "not_an_object"),
+        (22, "request_id", "invalid_id"),
+        (23, "request_id", "type_mismatch"),
+        (23, "label", "missing_label"),
+        (23, "time", "invalid_time"),
+    }
+    assert len(info.value.errors) == len(found)
+    assert all(isinstance(e["detail"], str) and e["detail"] for e in info.value.errors)
+    assert count(store.db) == 0
+
+
+def test_items_must_be_a_list(store: Store) -> None:
+    with pytest.raises(InvalidRequestError) as info:
+        record_feedback(store.db, project="p", items={"request_id": "r", "label": 1})  # type: ignore[arg-type]
+    assert info.value.kinds == {"not_a_list"}
+    assert record_feedback(store.db, project="p", items=[]) == FeedbackResult(0, 0)
+
+
+def test_a_batch_of_1000_is_one_select_and_one_insert(store: Store) -> None:
+    db = store.db
+    items: list[dict[str, Any]] = [
+        {"request_id": f"req-{i:05d}", "index": i % 4, "label": i, "time": T0} for i in range(1000)
+    ]
+    statements: list[tuple[str, bool]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, _p: Any, _c: Any, many: bool) -> None:
+        if "feedback" in statement:
+            statements.append((statement.split()[0].upper(), many))
+
+    sa.event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        started = time.perf_counter()
+        assert record_feedback(db, project="p", items=items) == FeedbackResult(1000, 0)
+        first = time.perf_counter() - started
+        assert statements == [("SELECT", False), ("INSERT", True)]
+        statements.clear()
+        assert record_feedback(db, project="p", items=items) == FeedbackResult(0, 1000)
+        assert statements == [("SELECT", False)]
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", seen)
+    assert first < 5.0, f"1000 items took {first:.2f} s"
+    assert count(db) == 1000
+
+
+def test_concurrent_posts_of_the_same_items_store_each_once(store: Store) -> None:
+    db = store.db
+    items: list[dict[str, Any]] = [{"request_id": f"r{i}", "label": i} for i in range(50)]
+    results: list[FeedbackResult] = []
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def post() -> None:
+        barrier.wait()
+        try:
+            results.append(record_feedback(db, project="p", items=items))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert sum(r.stored for r in results) == 50
+    assert all(r.stored + r.duplicates == 50 for r in results)
+    assert keys_and_labels(db) == {f"req:r{i}:0": i for i in range(50)}

@@ -1,0 +1,50 @@
+"""Fuzzing the real server from its own OpenAPI document: no input may produce a 5xx.
+
+Schemathesis generates requests that fit the document and requests that break
+it, for every operation, and checks each response against the document: no
+server error, a documented status code and content type, a body of the
+documented shape (the one error shape included).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hypothesis
+import pytest
+import schemathesis
+from schemathesis.generation import GenerationMode
+
+from _support.serving import copy_project, serving
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_no_input_breaks_the_server(
+    base_project: Path, tmp_path: Path, mode: GenerationMode
+) -> None:
+    root = copy_project(base_project, tmp_path / "flights")
+    with serving(root) as server:
+        schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+        operations = [result.ok() for result in schema.get_all_operations()]
+        assert {op.path for op in operations} >= {"/v1/predict", "/v1/feedback", "/v1/models"}
+        for operation in operations:
+            if mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET":
+                continue  # they take no input, so there is nothing to break
+
+            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+            @hypothesis.settings(
+                max_examples=80,
+                deadline=None,
+                derandomize=True,
+                database=None,
+                suppress_health_check=list(hypothesis.HealthCheck),
+            )
+            def fuzz(case: schemathesis.Case) -> None:
+                response = case.call(base_url=server.url)
+                assert response.status_code < 500, response.text
+                case.validate_response(response)
+
+            fuzz()
+        assert "Traceback" not in server.log()

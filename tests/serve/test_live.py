@@ -1,0 +1,180 @@
+"""The server under load: kill -9 loses no answered prediction; hot swaps fail no request."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from _support.serving import ServerProcess, records, serving
+from setpoint.project import Project
+from setpoint.registry.aliases import set_alias
+from setpoint.serve.predlog import PredictionLog
+from setpoint.store.workspace import Store
+
+pytestmark = pytest.mark.slow
+
+
+class Load:
+    """Client threads sending single-record predictions until stopped."""
+
+    def __init__(self, url: str, flights: pd.DataFrame, *, threads: int = 8) -> None:
+        self.url = url
+        self.body = [{"records": records(flights, 1, start=i)} for i in range(200)]
+        self.answered: list[tuple[str, int]] = []  # (request id, model version) of each 200
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(t,)) for t in range(threads)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self, worker: int) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            n = 0
+            while not self._stop.is_set():
+                rid = f"w{worker}-{n}"
+                n += 1
+                try:
+                    response = client.post(
+                        "/v1/predict", json=self.body[n % 200], headers={"X-Request-ID": rid}
+                    )
+                except httpx.TransportError as exc:
+                    self.failures.append(f"{rid}: {exc!r}")
+                    continue
+                if response.status_code == 200:
+                    self.answered.append((rid, response.json()["model_version"]))
+                else:
+                    self.failures.append(f"{rid}: {response.status_code} {response.text[:200]}")
+
+    def wait_for(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.answered) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.answered)} answers, failures: {self.failures[:3]}")
+            time.sleep(0.01)
+
+
+def logged_ids(project_dir: Path) -> list[str]:
+    ids: list[str] = []
+    for folder in sorted((project_dir / ".setpoint" / "predictions" / "flights").iterdir()):
+        with PredictionLog(folder) as plog:
+            ids += plog.read().column("request_id").to_pylist()
+    return ids
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_9_under_load_loses_no_answered_prediction(
+    project_dir: Path, flights: pd.DataFrame, workers: int
+) -> None:
+    server = ServerProcess(project_dir, workers=workers)
+    server.wait_ready()
+    with Load(server.url, flights) as load:
+        load.wait_for(1500)
+        server.kill()  # SIGKILL to every process of the server, mid-traffic
+        answered = {rid for rid, _ in load.answered}
+    logged = logged_ids(project_dir)
+    assert len(answered) >= 1500
+    missing = answered - set(logged)
+    assert not missing, f"{len(missing)} answered predictions are not in the log"
+    assert len(logged) == len(set(logged))  # and none twice
+    assert load.failures  # the kill really happened under load: requests were cut off
+
+
+def test_kill_9_with_postgresql_log(
+    db_url: str,
+    store_env: dict[str, str],
+    tmp_path: Path,
+    flights: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the local log is covered above")
+    from _support.serving import build_project
+
+    for key, value in store_env.items():
+        if key.startswith("SETPOINT_"):
+            monkeypatch.setenv(key, value)
+    root = tmp_path / "pg"
+    build_project(root, flights.iloc[:4000])
+    server = ServerProcess(root, env=store_env)
+    server.wait_ready()
+    with Load(server.url, flights) as load:
+        load.wait_for(800)
+        server.kill()
+        answered = {rid for rid, _ in load.answered}
+    from setpoint.serve.pglog import DatabasePredictionLog
+
+    store = Store.open(root)
+    with DatabasePredictionLog(store.db, project="flights") as plog:
+        logged = plog.read().column("request_id").to_pylist()
+    store.db.dispose()
+    assert answered <= set(logged)
+    assert len(logged) == len(set(logged))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_hot_swap_under_load_fails_no_request(
+    project_dir: Path, flights: pd.DataFrame, workers: int
+) -> None:
+    project = Project.open(project_dir)
+    with serving(project_dir, workers=workers) as server, Load(server.url, flights) as load:
+        load.wait_for(300)
+        project.promote(2, force=True, reason="swap under load")
+        swapped_at = time.monotonic()
+        # every worker answers with version 2 within a few seconds
+        while True:
+            recent = {version for _, version in load.answered[-50:]}
+            if recent == {2}:
+                break
+            assert time.monotonic() - swapped_at < 10, recent
+            time.sleep(0.05)
+        project.rollback(reason="and back")
+        while {version for _, version in load.answered[-50:]} != {1}:
+            assert time.monotonic() - swapped_at < 20
+            time.sleep(0.05)
+        load.stop()
+    assert load.failures == []
+    versions = [version for _, version in load.answered]
+    assert 1 in versions
+    assert 2 in versions
+    assert len(versions) > 600
+
+
+def test_corrupted_artifact_is_refused_and_the_old_model_keeps_serving(
+    project_dir: Path, flights: pd.DataFrame
+) -> None:
+    project = Project.open(project_dir)
+    version = project.versions()[1]
+    sha = version.artifacts["model.txt"]
+    path = Path(project.store.artifacts.path_of(sha))
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes().replace(b"tree", b"TREE", 1))
+    with serving(project_dir) as server:
+        # as if the file rotted after version 2 was promoted
+        with project.store.db.write() as conn:
+            set_alias(conn, project="flights", alias="champion", version=2, reason="", actor="test")
+        deadline = time.monotonic() + 10
+        while not project.events(kind="model_load_refused"):
+            assert time.monotonic() < deadline, "no model_load_refused event"
+            time.sleep(0.1)
+        [event] = project.events(kind="model_load_refused")
+        assert event.payload["version"] == 2
+        assert "sha256" in event.payload["error"]
+        response = httpx.post(f"{server.url}/v1/predict", json={"records": records(flights, 1)})
+        assert response.status_code == 200
+        assert response.json()["model_version"] == 1

@@ -1,0 +1,103 @@
+"""Shadow and canary on a real server: who answers, what is logged, when a canary is pulled."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from _support.serving import ServerProcess, records, serving, set_serving
+from setpoint.project import Project
+from setpoint.registry.aliases import set_alias
+from setpoint.serve.predlog import PredictionLog
+
+pytestmark = pytest.mark.slow
+
+
+def point(project: Project, alias: str, version: int | None) -> None:
+    with project.store.db.write() as conn:
+        set_alias(
+            conn, project="flights", alias=alias, version=version, reason="test", actor="test"
+        )
+
+
+def wait_for_version(server: ServerProcess, role: str, version: int | None) -> None:
+    deadline = time.monotonic() + 10
+    while True:
+        serving_now = httpx.get(f"{server.url}/v1/models").json()["serving"]
+        current = serving_now[role] and serving_now[role]["version"]
+        if current == version:
+            return
+        assert time.monotonic() < deadline, serving_now
+        time.sleep(0.1)
+
+
+def predict(server: ServerProcess, flights: pd.DataFrame, i: int) -> httpx.Response:
+    response = httpx.post(
+        f"{server.url}/v1/predict", json={"records": records(flights, 1, start=i)}
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_shadow_is_logged_never_returned(project_dir: Path, flights: pd.DataFrame) -> None:
+    project = Project.open(project_dir)
+    with serving(project_dir) as server:
+        point(project, "shadow", 2)
+        wait_for_version(server, "shadow", 2)
+        answers = [predict(server, flights, i).json() for i in range(30)]
+        assert {a["model_version"] for a in answers} == {1}
+        time.sleep(0.5)  # shadow rows are written after the answer
+        server.kill()
+    with PredictionLog(project_dir / ".setpoint" / "predictions" / "flights" / "w0") as plog:
+        rows = plog.read().to_pylist()
+    by_role = {(r["request_id"], r["role"]): r for r in rows}
+    for answer in answers:
+        champion = by_role[(answer["request_id"], "champion")]
+        shadow = by_role[(answer["request_id"], "shadow")]
+        assert (champion["model_version"], shadow["model_version"]) == ("1", "2")
+        assert champion["inputs"] == shadow["inputs"]
+    # the two models really differ, so the shadow's outputs are its own
+    assert any(
+        json.loads(by_role[(a["request_id"], "shadow")]["output"])["score"]
+        != a["predictions"][0]["score"]
+        for a in answers
+    )
+
+
+def test_canary_takes_a_sticky_share(project_dir: Path, flights: pd.DataFrame) -> None:
+    set_serving(project_dir, canary={"share": 0.3, "max_p99_ms": 10_000, "min_requests": 5})
+    project = Project.open(project_dir)
+    with serving(project_dir) as server:
+        point(project, "canary", 2)
+        wait_for_version(server, "canary", 2)
+        first = [predict(server, flights, i).json()["model_version"] for i in range(200)]
+        again = [predict(server, flights, i).json()["model_version"] for i in range(200)]
+    assert first == again  # the same flight always meets the same model
+    share = first.count(2) / len(first)
+    assert 0.15 < share < 0.45, share
+
+
+def test_a_canary_that_breaks_the_policy_is_pulled(
+    project_dir: Path, flights: pd.DataFrame
+) -> None:
+    # No model answers in a microsecond: the latency rule must trip.
+    set_serving(project_dir, canary={"share": 0.5, "max_p99_ms": 0.001, "min_requests": 10})
+    project = Project.open(project_dir)
+    with serving(project_dir) as server:
+        point(project, "canary", 2)
+        wait_for_version(server, "canary", 2)
+        versions = [predict(server, flights, i).json()["model_version"] for i in range(200)]
+        wait_for_version(server, "canary", None)
+        after = [predict(server, flights, i).json()["model_version"] for i in range(200, 260)]
+    assert versions.count(2) == 10  # exactly min_requests, then it was pulled at once
+    assert set(after) == {1}
+    assert project.aliases().get("canary") is None
+    [event] = project.events(kind="canary_rollback")
+    assert event.payload["version"] == 2
+    assert event.payload["requests"] == 10
+    assert "p99 latency" in event.payload["reason"]

@@ -1,0 +1,298 @@
+"""`setpoint serve` as a client sees it: a real server process on loopback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from _support.serving import ServerProcess, records, serving, set_serving
+from setpoint.project import Project
+from setpoint.registry.keys import create_key
+from setpoint.serve.predlog import PredictionLog
+
+
+@pytest.fixture
+def server(project_dir: Path) -> ServerProcess:
+    with serving(project_dir) as running:
+        yield running
+
+
+def post(server: ServerProcess, path: str, body: object, **kwargs: object) -> httpx.Response:
+    return httpx.post(f"{server.url}{path}", json=body, timeout=10, **kwargs)
+
+
+def check_error_shape(response: httpx.Response, status: int, kind: str) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"}
+    error = body["error"]
+    assert {"status", "kind", "message", "request_id"} <= set(error)
+    assert (error["status"], error["kind"]) == (status, kind), error
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    return dict(error)
+
+
+def test_predicts_one_and_many_and_logs_each_before_answering(
+    server: ServerProcess, flights: pd.DataFrame, project_dir: Path
+) -> None:
+    one = post(
+        server, "/v1/predict", {"records": records(flights, 1)}, headers={"X-Request-ID": "req-1"}
+    )
+    assert one.status_code == 200, one.text
+    body = one.json()
+    assert body["request_id"] == "req-1" == one.headers["x-request-id"]
+    assert body["model_version"] == 1
+    [prediction] = body["predictions"]
+    assert 0 <= prediction["score"] <= 1
+    assert prediction["label"] in (0, 1)
+
+    batch = post(server, "/v1/predict", {"records": records(flights, 50, start=100)})
+    assert batch.status_code == 200
+    scores = [p["score"] for p in batch.json()["predictions"]]
+    assert len(scores) == 50
+    assert len(set(scores)) > 5
+
+    # Same answers as the registered model scoring the same rows offline.
+    model = Project.open(project_dir).load_model(1)
+    rows = flights.iloc[100:150]
+    offline = model.predict_scores({c: rows[c].to_numpy() for c in model.features})
+    assert scores == pytest.approx(offline.tolist(), abs=1e-9)
+
+    server.kill()  # the log must already hold what was answered
+    with PredictionLog(project_dir / ".setpoint" / "predictions" / "flights" / "w0") as plog:
+        table = plog.read().to_pylist()
+    assert len(table) == 51
+    first = table[0]
+    assert first["request_id"] == "req-1"
+    assert first["role"] == "champion"
+    assert first["entity_id"] == flights.iloc[0]["flight_id"]
+    assert json.loads(first["inputs"])["carrier"] == flights.iloc[0]["carrier"]
+    assert json.loads(first["output"])["score"] == prediction["score"]
+
+
+def test_explain_returns_contributions_that_add_up(
+    server: ServerProcess, flights: pd.DataFrame
+) -> None:
+    response = post(server, "/v1/predict?explain=true", {"records": records(flights, 3)})
+    assert response.status_code == 200
+    for prediction in response.json()["predictions"]:
+        contributions = prediction["contributions"]
+        assert 1 <= len(contributions) <= 5
+        sizes = [abs(c["value"]) for c in contributions]
+        assert sizes == sorted(sizes, reverse=True)
+        assert {c["feature"] for c in contributions} <= set(flights.columns)
+    check_error_shape(
+        post(server, "/v1/predict?explain=maybe", {"records": records(flights, 1)}),
+        400,
+        "invalid_request",
+    )
+
+
+def test_bad_records_get_422_naming_every_bad_field(
+    server: ServerProcess, flights: pd.DataFrame
+) -> None:
+    bad = records(flights, 3)
+    bad[0]["temp"] = 1e6
+    bad[1]["carrier"] = ["UA"]
+    del bad[2]["distance"]
+    bad[2]["wind_speed"] = "NaN"
+    error = check_error_shape(post(server, "/v1/predict", {"records": bad}), 422, "invalid_request")
+    found = {(e["record"], e["field"], e["kind"]) for e in error["errors"]}
+    assert found == {
+        (0, "temp", "out_of_range"),
+        (1, "carrier", "type_mismatch"),
+        (2, "distance", "missing_feature"),
+        (2, "wind_speed", "non_finite"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "kind"),
+    [
+        (b"{not json", {"content-type": "application/json"}, 400, "malformed_json"),
+        (b"\xff\xfe", {"content-type": "application/json"}, 400, "malformed_json"),
+        (b"[]", {"content-type": "application/json"}, 400, "invalid_request"),
+        (b'{"records": {}}', {"content-type": "application/json"}, 400, "invalid_request"),
+        (b'{"records": [], "x": 1}', {"content-type": "application/json"}, 400, "invalid_request"),
+        (b'{"records": []}', {"content-type": "application/json"}, 422, "invalid_request"),
+        (b'{"records": [1]}', {"content-type": "application/json"}, 422, "invalid_request"),
+        (b'{"records": []}', {"content-type": "text/plain"}, 415, "unsupported_media_type"),
+        (b'{"records": []}', {}, 415, "unsupported_media_type"),
+        (
+            b"{}",
+            {"content-type": "application/json", "x-request-id": "bad id!"},
+            400,
+            "invalid_request",
+        ),
+    ],
+)
+def test_malformed_requests_get_the_error_shape(
+    server: ServerProcess, content: bytes, headers: dict[str, str], status: int, kind: str
+) -> None:
+    response = httpx.post(f"{server.url}/v1/predict", content=content, headers=headers)
+    check_error_shape(response, status, kind)
+
+
+def test_oversized_bodies_and_batches_get_413(server: ServerProcess, flights: pd.DataFrame) -> None:
+    huge = b'{"records": [' + b"1," * (3 * 2**20) + b"1]}"
+    check_error_shape(
+        httpx.post(
+            f"{server.url}/v1/predict", content=huge, headers={"content-type": "application/json"}
+        ),
+        413,
+        "too_large",
+    )
+    many = records(flights, 1) * 1001
+    check_error_shape(post(server, "/v1/predict", {"records": many}), 413, "too_large")
+
+
+def test_unknown_paths_and_methods_get_the_error_shape(server: ServerProcess) -> None:
+    check_error_shape(httpx.get(f"{server.url}/v2/nothing"), 404, "not_found")
+    check_error_shape(httpx.get(f"{server.url}/v1/predict"), 405, "method_not_allowed")
+
+
+def test_openapi_document_describes_each_feature(server: ServerProcess, project_dir: Path) -> None:
+    doc = httpx.get(f"{server.url}/openapi.json").json()
+    record = doc["components"]["schemas"]["Record"]
+    temp = Project.open(project_dir).spec.features["temp"]
+    assert (record["properties"]["temp"]["minimum"], record["properties"]["temp"]["maximum"]) == (
+        temp.min,
+        temp.max,
+    )
+    assert "null" in record["properties"]["temp"]["type"]
+    assert "UA" in record["properties"]["carrier"]["examples"]  # others are accepted
+    assert "distance" in record["required"]
+    assert doc["paths"]["/v1/predict"]["post"]["requestBody"]["required"] is True
+
+
+def test_models_health_and_metrics(server: ServerProcess, flights: pd.DataFrame) -> None:
+    post(server, "/v1/predict", {"records": records(flights, 4)})
+    post(server, "/v1/predict", {"records": "nope"})
+    models = httpx.get(f"{server.url}/v1/models").json()
+    assert models["serving"]["champion"]["version"] == 1
+    assert [v["version"] for v in models["versions"]] == [1, 2]
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+    text = httpx.get(f"{server.url}/metrics").text
+    assert 'setpoint_requests_total{endpoint="predict",status="200"} 1' in text
+    assert 'setpoint_requests_total{endpoint="predict",status="400"} 1' in text
+    predicted = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("setpoint_predictions_total{")
+    )
+    assert predicted == 4
+    assert 'setpoint_model_version{role="champion"} 1' in text
+    assert 'setpoint_request_duration_seconds_count{endpoint="predict"} 2' in text
+
+
+def test_no_champion_means_not_ready(tmp_path: Path, base_project: Path) -> None:
+    from setpoint.spec.loader import SPEC_FILE
+
+    root = tmp_path / "empty"
+    root.mkdir()
+    (root / SPEC_FILE).write_bytes((base_project / SPEC_FILE).read_bytes())
+    with serving(root, ready=False) as server:
+        check_error_shape(httpx.get(f"{server.url}/readyz"), 503, "not_ready")
+        check_error_shape(post(server, "/v1/predict", {"records": [{}]}), 503, "not_ready")
+
+
+def test_feedback_is_idempotent_and_conflicts_store_nothing(
+    server: ServerProcess, flights: pd.DataFrame
+) -> None:
+    answer = post(server, "/v1/predict", {"records": records(flights, 2)}).json()
+    rid = answer["request_id"]
+    items = [
+        {"request_id": rid, "index": 0, "label": 1},
+        {"request_id": rid, "index": 1, "label": 0},
+    ]
+    first = post(server, "/v1/feedback", {"feedback": items})
+    assert first.status_code == 200
+    assert first.json() == {"stored": 2, "duplicates": 0}
+    again = post(server, "/v1/feedback", {"feedback": items})
+    assert again.json() == {"stored": 0, "duplicates": 2}
+    clash = [{"entity_id": "new-entity", "label": 1}, {"request_id": rid, "index": 0, "label": 0}]
+    check_error_shape(post(server, "/v1/feedback", {"feedback": clash}), 409, "conflict")
+    # nothing of the refused request was stored: the new entity is still new
+    assert post(server, "/v1/feedback", {"feedback": clash[:1]}).json() == {
+        "stored": 1,
+        "duplicates": 0,
+    }
+    bad = check_error_shape(
+        post(server, "/v1/feedback", {"feedback": [{"index": "x"}]}), 422, "invalid_request"
+    )
+    assert bad["errors"]
+
+
+def test_admin_needs_a_valid_key_and_promotes_and_rolls_back(
+    server: ServerProcess, project_dir: Path, flights: pd.DataFrame
+) -> None:
+    check_error_shape(post(server, "/v1/admin/promote", {"version": 2}), 401, "unauthorized")
+    wrong = {"Authorization": "Bearer sp_" + "x" * 43}
+    check_error_shape(
+        post(server, "/v1/admin/promote", {"version": 2}, headers=wrong), 403, "forbidden"
+    )
+    key = create_key(Project.open(project_dir).store.db, name="ops")
+    auth = {"Authorization": f"Bearer {key}"}
+    check_error_shape(
+        post(server, "/v1/admin/promote", {"version": "2"}, headers=auth), 400, "invalid_request"
+    )
+    check_error_shape(
+        post(server, "/v1/admin/promote", {"version": 9}, headers=auth), 404, "not_found"
+    )
+    promoted = post(
+        server, "/v1/admin/promote", {"version": 2, "force": True, "reason": "test"}, headers=auth
+    )
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["serving"]["champion"] == 2
+    assert (
+        post(server, "/v1/predict", {"records": records(flights, 1)}).json()["model_version"] == 2
+    )
+    back = post(server, "/v1/admin/rollback", {"reason": "test"}, headers=auth)
+    assert back.json()["champion"] == 1
+    check_error_shape(post(server, "/v1/admin/rollback", {}, headers=auth), 409, "conflict")
+    assert key not in server.log()
+
+
+def test_keyed_predict(project_dir: Path, flights: pd.DataFrame) -> None:
+    set_serving(project_dir, predict_auth="key")
+    key = create_key(Project.open(project_dir).store.db, name="app")
+    with serving(project_dir) as server:
+        check_error_shape(
+            post(server, "/v1/predict", {"records": records(flights, 1)}), 401, "unauthorized"
+        )
+        ok = post(
+            server,
+            "/v1/predict",
+            {"records": records(flights, 1)},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert ok.status_code == 200
+
+
+def test_an_unseen_category_is_scored_and_flagged(
+    server: ServerProcess, flights: pd.DataFrame
+) -> None:
+    record = records(flights, 1)[0]
+    record["dest"] = "ABQ"  # a route that opened after the training data
+    response = post(server, "/v1/predict", {"records": [record]})
+    assert response.status_code == 200, response.text
+    [prediction] = response.json()["predictions"]
+    assert [(f["field"], f["kind"]) for f in prediction["flags"]] == [("dest", "unseen_category")]
+
+
+def test_impute_mode_answers_and_flags(project_dir: Path, flights: pd.DataFrame) -> None:
+    set_serving(project_dir, on_invalid="impute")
+    with serving(project_dir) as server:
+        record = records(flights, 1)[0]
+        record["temp"] = "warm"
+        record["carrier"] = "ZZ"
+        response = post(server, "/v1/predict", {"records": [record]})
+        assert response.status_code == 200, response.text
+        flags = {(f["field"], f["kind"]) for f in response.json()["predictions"][0]["flags"]}
+        assert flags == {("temp", "type_mismatch"), ("carrier", "unseen_category")}
