@@ -49,6 +49,7 @@ log = logging.getLogger("setpoint.serve")
 
 Handler = Callable[["Server", Request], Awaitable[Response]]
 _MAX_SLOTS = 256
+_SEAL_EVERY_S = 30.0
 
 
 def _status_of(exc: SetpointError) -> tuple[int, str]:
@@ -92,6 +93,7 @@ class Server:
             log.warning("no champion to serve yet: /readyz answers 503 until one is promoted")
         self._spawn(self.router.run())
         self._spawn(self._publish_metrics())
+        self._spawn(self._seal_segments())
 
     def _open_log(self) -> Any:
         db = self.project.store.db
@@ -131,6 +133,15 @@ class Server:
             with contextlib.suppress(OSError):
                 self.metrics.write_snapshot()
             await asyncio.sleep(1.0)
+
+    async def _seal_segments(self) -> None:
+        # Full raw segments become Parquet off the request path; the live one stays raw.
+        while True:
+            await asyncio.sleep(_SEAL_EVERY_S)
+            try:
+                await asyncio.to_thread(self.plog.roll)
+            except (SetpointError, OSError) as exc:  # the raw segments stay; retried next time
+                log.error("cannot seal prediction log segments: %s", exc)
 
     # -- predictions --------------------------------------------------------------------------
 
