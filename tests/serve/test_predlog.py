@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
-from setpoint.serve.predlog import PredictionLog
+from setpoint.serve.predlog import PredictionLog, read_log, read_logs
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -237,3 +237,30 @@ def test_sigkill_loses_no_acknowledged_record(tmp_path: Path) -> None:
         assert len(stored) == len(set(stored)), "a record was stored twice"
         missing = acknowledged - set(stored)
         assert not missing, f"{len(missing)} acknowledged ids lost, e.g. {sorted(missing)[:3]}"
+
+
+def test_a_reader_beside_the_writer_sees_acknowledged_records(tmp_path: Path) -> None:
+    folder = tmp_path / "predictions" / "w0"
+    with PredictionLog(folder, segment_bytes=400) as plog:
+        plog.append_many([record(i) for i in range(10)])
+        plog.roll()  # some segments sealed, the live one raw
+        assert list(folder.glob("seg-*.parquet"))
+        # the writer is mid-batch: half a frame at the end of the live segment
+        live = max(folder.glob("seg-*.log"))
+        with live.open("ab") as f:
+            f.write(b"\x40\x00\x00\x00garbage")
+        ids = read_log(folder).column("request_id").to_pylist()
+        assert ids == [f"r{i}" for i in range(10)]
+        assert read_logs(tmp_path / "predictions").num_rows == 10
+
+
+def test_a_reader_refuses_corruption_before_the_live_segment(tmp_path: Path) -> None:
+    folder = tmp_path / "w0"
+    with PredictionLog(folder, segment_bytes=400) as plog:
+        plog.append_many([record(i) for i in range(10)])
+    first = min(folder.glob("seg-*.log"))
+    data = bytearray(first.read_bytes())
+    data[12] ^= 0xFF
+    first.write_bytes(bytes(data))
+    with pytest.raises(PredictionLogCorruptError):
+        read_log(folder)

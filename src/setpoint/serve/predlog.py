@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from setpoint._json import jsonable
 from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
 
-__all__ = ["SCHEMA", "PredictionLog"]
+__all__ = ["SCHEMA", "PredictionLog", "read_log", "read_logs"]
 
 log = logging.getLogger(__name__)
 
@@ -449,3 +449,45 @@ class PredictionLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_log(directory: Path) -> pa.Table:
+    """Every record of the log in ``directory``, read without taking it over.
+
+    For readers (monitoring) beside a live server: sealed Parquet segments plus
+    the valid frames of the raw ones. The writer may be mid-batch in its live
+    segment, so a bad frame at the end of the newest raw segment is the
+    unacknowledged tail and is skipped; a bad frame anywhere else is corruption.
+    """
+    directory = Path(directory)
+    sealed = {int(p.stem[4:]): p for p in directory.glob("seg-*.parquet")}
+    raw = {int(p.stem[4:]): p for p in directory.glob("seg-*.log")}
+    newest = max(raw, default=-1)
+    tables: list[pa.Table] = []
+    for number in sorted(sealed.keys() | raw.keys()):
+        if number in sealed:  # a sealed segment wins over its raw leftover
+            tables.append(pq.read_table(sealed[number], schema=SCHEMA))
+            continue
+        try:
+            data = raw[number].read_bytes()
+        except FileNotFoundError:  # sealed and removed since the listing
+            tables.append(pq.read_table(_sealed_path(raw[number]), schema=SCHEMA))
+            continue
+        payloads, end = _scan(data)
+        if end != len(data) and number != newest:
+            raise PredictionLogCorruptError("bad length or CRC", path=str(raw[number]), offset=end)
+        tables.append(_table(payloads))
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def read_logs(root: Path) -> pa.Table:
+    """The logs of every worker under ``root`` (``<home>/predictions/<project>``), by time."""
+    root = Path(root)
+    folders = sorted(p for p in root.glob("w*") if p.is_dir()) if root.is_dir() else []
+    tables = [read_log(folder) for folder in folders]
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    return table.sort_by("time") if table.num_rows else table
+
+
+def _sealed_path(raw: Path) -> Path:
+    return raw.with_suffix(".parquet")

@@ -10,6 +10,7 @@ recorded as a ``model_load_refused`` event, and the old scorer keeps serving.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import zlib
@@ -162,6 +163,7 @@ class ModelRouter:
                     )
                     return
             self.scorers[role] = scorer
+            gc.freeze()  # the new model lives until the next swap: keep it out of full GC passes
             log.info("%s is now version %d", role, version)
         if role == "canary":
             canary = self.scorers["canary"]
