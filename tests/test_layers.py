@@ -16,10 +16,12 @@ ALLOWED: dict[str, set[str]] = {
     "store": BASE | {"store"},
     "data": BASE | {"spec", "data"},
     "train": BASE | {"spec", "train"},
-    "registry": BASE | {"spec", "store", "data", "train", "registry"},
-    "project": BASE | {"spec", "store", "data", "train", "registry"},
-    "serve": BASE | {"spec", "store", "data", "train", "registry", "project", "serve"},
-    "quickstart": BASE | {"spec", "store", "data", "train", "registry", "project", "quickstart"},
+    "monitor": BASE | {"spec", "data", "train", "monitor"},
+    "registry": BASE | {"spec", "store", "data", "train", "monitor", "registry"},
+    "project": BASE | {"spec", "store", "data", "train", "monitor", "registry"},
+    "serve": BASE | {"spec", "store", "data", "train", "monitor", "registry", "project", "serve"},
+    "quickstart": BASE
+    | {"spec", "store", "data", "train", "monitor", "registry", "project", "quickstart"},
     "client": {"errors", "_json", "client"},
     # the package's __init__ only resolves setpoint.Client lazily
     "__init__": {"client"},

@@ -1,0 +1,1 @@
+"""Monitoring: summaries of a reference frame and drift between it and a current window."""
