@@ -10,6 +10,7 @@ Typical use::
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from setpoint._json import jsonable
 from setpoint.data.asof import asof_join
 from setpoint.data.schema import Schema, check_feature_types, check_spec_columns
 from setpoint.data.sources import read_source
@@ -29,6 +31,8 @@ from setpoint.errors import (
     SetpointError,
     StoreError,
 )
+from setpoint.monitor.cbpe import calibration_check
+from setpoint.monitor.reference import Reference
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry.datasets import IngestResult, get_schema, ingest, load_dataset
 from setpoint.registry.events import Event, list_events
@@ -49,9 +53,20 @@ from setpoint.train.model import TabularModel
 from setpoint.train.split import time_split
 from setpoint.train.trainer import TrainResult, train_model
 
-__all__ = ["Project", "TrainOutcome"]
+__all__ = [
+    "LABEL_COLUMN",
+    "PREDICTION_COLUMN",
+    "REFERENCE_FILE",
+    "TABULAR_KIND",
+    "Project",
+    "TrainOutcome",
+]
 
 TABULAR_KIND = "tabular/v1"
+# A model's monitoring reference, stored beside its files (see _reference_document).
+REFERENCE_FILE = "reference.json"
+PREDICTION_COLUMN = "__prediction__"
+LABEL_COLUMN = "__predicted_label__"
 _ROLLBACK = "rollback:"
 Progress = Callable[[str, float], None]
 
@@ -214,6 +229,7 @@ class Project:
             "timings": result.timings,
         }
         files = result.model.to_files()
+        files[REFERENCE_FILE] = _reference_document(frame, result, numeric, categorical)
         # Judged before it is registered, on the very bytes that will be stored:
         # a gate that cannot judge it must leave no version without a decision.
         decision = self._decide(TabularModel.from_files(files), number=0, frame=frame)
@@ -415,6 +431,37 @@ class Project:
 
     def _scores(self, model: TabularModel, holdout: pd.DataFrame) -> np.ndarray:
         return np.asarray(model.predict_scores(holdout))
+
+
+def _reference_document(
+    frame: pd.DataFrame, result: TrainResult, numeric: list[str], categorical: list[str]
+) -> bytes:
+    """What monitoring compares live traffic with, summarised once at registration.
+
+    The reference is the held-out test slice: the most recent data the model did
+    not train on, with the model's own scores, so that prediction drift and the
+    calibration behind label-free estimates are judged on unseen rows.
+    """
+    test = frame.iloc[result.test_index]
+    columns: dict[str, Any] = {name: test[name].to_numpy() for name in [*numeric, *categorical]}
+    model = result.model
+    document: dict[str, Any] = {"format": "setpoint.reference/1", "rows": len(test)}
+    prediction = label = None
+    if model.task is Task.BINARY:
+        columns[PREDICTION_COLUMN] = result.test_scores
+        columns[LABEL_COLUMN] = (result.test_scores >= model.threshold_value).astype(int)
+        prediction, label = PREDICTION_COLUMN, LABEL_COLUMN
+        check = calibration_check(result.test_scores, result.test_labels)
+        document["calibration"] = check.to_dict()
+    elif model.task is Task.REGRESSION:
+        columns[PREDICTION_COLUMN] = result.test_scores
+        prediction = PREDICTION_COLUMN
+    reference = Reference.build(
+        columns, numeric=numeric, categorical=categorical, prediction=prediction, label=label
+    )
+    document["reference"] = reference.to_dict()
+    document["threshold"] = model.threshold_value if model.task is Task.BINARY else None
+    return (json.dumps(jsonable(document), sort_keys=True) + "\n").encode()
 
 
 def _features(spec: ProjectSpec, schema: Schema) -> tuple[list[str], list[str], dict[str, str]]:
