@@ -22,6 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "serve": BASE | {"spec", "store", "data", "train", "monitor", "registry", "project", "serve"},
     "quickstart": BASE
     | {"spec", "store", "data", "train", "monitor", "registry", "project", "quickstart"},
+    "watch": BASE
+    | {"spec", "store", "data", "train", "monitor", "registry", "project", "serve", "watch"},
     "client": {"errors", "_json", "client"},
     # the package's __init__ only resolves setpoint.Client lazily
     "__init__": {"client"},
@@ -35,6 +37,7 @@ ALLOWED: dict[str, set[str]] = {
         "project",
         "quickstart",
         "serve",
+        "watch",
         "client",
         "cli",
     },

@@ -12,6 +12,7 @@ from setpoint._console import console, err_console, table
 from setpoint.cli import data as data_commands
 from setpoint.cli import keys as keys_commands
 from setpoint.cli import model as model_commands
+from setpoint.cli import monitor as monitor_commands
 from setpoint.cli import serve as serve_commands
 from setpoint.cli import traffic as traffic_commands
 from setpoint.cli._options import ProjectDir, open_project
@@ -40,6 +41,7 @@ app.add_typer(model_commands.app, name="model")
 app.add_typer(keys_commands.app, name="keys")
 serve_commands.register(app)
 traffic_commands.register(app)
+monitor_commands.register(app)
 
 
 @app.command("init")

@@ -1,0 +1,179 @@
+"""``setpoint monitor``: drift and quality of the served traffic, window by window."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from setpoint._console import console, err_console, table
+from setpoint.cli._options import ProjectDir, open_project
+from setpoint.errors import ConfigError
+
+if TYPE_CHECKING:
+    from setpoint.watch.run import MonitorResult, WindowResult
+
+__all__ = ["register"]
+
+
+class _Format(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``monitor`` to the root ``setpoint`` command."""
+    app.command("monitor")(_monitor)
+
+
+def _when(text: str | None, option: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not an ISO 8601 date or date and time (e.g. 2013-08-01 or "
+            "2013-08-01T06:00:00+00:00)",
+            param_hint=f"'{option}'",
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _monitor(
+    directory: ProjectDir = Path(),
+    window: Annotated[
+        str,
+        typer.Option(
+            "--window",
+            "-w",
+            help="Window: a length of time aligned to UTC boundaries (1h, 6h, 1d, 1w; weeks "
+            "start on Monday) or a count of consecutive predictions (5000rows).",
+        ),
+    ] = "1w",
+    since: Annotated[
+        str | None,
+        typer.Option(help="First prediction time to read (ISO 8601; UTC unless it has an offset)."),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Read predictions before this time (ISO 8601).")
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            help="Monitor only this model version's predictions, against its own reference "
+            "(default: every served prediction against the champion's)."
+        ),
+    ] = None,
+    output: Annotated[_Format, typer.Option("--format", help="table or json.")] = _Format.TABLE,
+) -> None:
+    """Whether the served inputs drifted and whether the model got worse, per window.
+
+    Reads the prediction log of 'setpoint serve' (champion and canary answers),
+    joins the feedback posted so far, and compares each window with the
+    reference stored with the model: drift per feature and of the prediction,
+    the project's metric realized on labelled rows, and (binary models) that
+    metric estimated from the scores alone (CBPE) before labels arrive.
+    """
+    from setpoint.watch.run import monitor_project
+    from setpoint.watch.windows import parse_window
+
+    try:
+        parse_window(window)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--window'") from None
+    start, stop = _when(since, "--since"), _when(until, "--until")
+    if start is not None and stop is not None and start >= stop:
+        raise typer.BadParameter(
+            f"--since {start.isoformat()} is not before --until {stop.isoformat()}",
+            param_hint="'--since'",
+        )
+    project = open_project(directory)
+    result = monitor_project(project, window=window, since=start, until=stop, version=version)
+    if output is _Format.JSON:
+        console.print_json(json.dumps(result.to_dict()))
+        return
+    _print(result)
+
+
+def _metric_cell(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "-"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _row(w: WindowResult, metric: str) -> list[object]:
+    realized = w.realized.metrics.get(metric) if w.realized is not None else None
+    estimated = w.estimate.metrics.get(metric) if w.estimate is not None else None
+    error = w.error.metrics.get(metric) if w.error is not None else None
+    prediction = w.drift.prediction
+    return [
+        w.start.strftime("%Y-%m-%d %H:%M"),
+        w.n,
+        ", ".join(w.top_drifted()) or "-",
+        f"{w.drift.drift_share:.2f}" + (" drifted" if w.drift.drifted else ""),
+        "yes" if prediction is not None and prediction.drifted else "no",
+        f"{_metric_cell(*_parts(realized))} (n={w.n_labelled})",
+        _metric_cell(*_parts(estimated)),
+        "-" if error is None or error.error is None else f"{error.error:+.3f}",
+    ]
+
+
+def _parts(value: object) -> tuple[float | None, float | None, float | None]:
+    if value is None:
+        return None, None, None
+    return (
+        getattr(value, "value", None),
+        getattr(value, "low", None),
+        getattr(value, "high", None),
+    )
+
+
+def _print(result: MonitorResult) -> None:
+    metric = result.metric
+    console.print(
+        table(
+            f"{result.project}: served traffic against model @{result.version} "
+            f"({result.window} windows, UTC)",
+            [
+                "start",
+                "rows",
+                "drifted features (top 3)",
+                "drift share",
+                "prediction drift",
+                f"realized {metric} (labels)",
+                f"estimated {metric}",
+                "estimate error",
+            ],
+            [_row(w, metric) for w in result.windows],
+        )
+    )
+    latest = result.windows[-1]
+    features = sorted(latest.drift.features, key=lambda f: (not f.drifted, -f.weight, f.name))
+    console.print(
+        table(
+            f"features in the latest window ({latest.start.strftime('%Y-%m-%d %H:%M')}, "
+            f"{latest.n} rows)",
+            ["feature", "drifted", "test", "statistic", "p-value", "importance", "why"],
+            [
+                [
+                    f.name,
+                    "yes" if f.drifted else "no",
+                    f.test,
+                    f.statistic,
+                    f.p_value,
+                    f.weight,
+                    ", ".join(f.reasons) or "-",
+                ]
+                for f in features
+            ],
+        )
+    )
+    for warning in result.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)

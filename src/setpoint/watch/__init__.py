@@ -1,0 +1,1 @@
+"""Watching production traffic: the prediction log cut into windows and monitored."""
