@@ -78,7 +78,16 @@ def served(
 
 
 def test_monitor_json_finds_the_shift_and_the_labels(served: tuple[Path, list[int]]) -> None:
-    result = setpoint("monitor", "--window", f"{PER_WINDOW}rows", "--format", "json", cwd=served[0])
+    result = setpoint(
+        "monitor",
+        "--window",
+        f"{PER_WINDOW}rows",
+        "--clock",
+        "served",
+        "--format",
+        "json",
+        cwd=served[0],
+    )
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     windows = payload["windows"]
@@ -99,7 +108,14 @@ def test_monitor_json_finds_the_shift_and_the_labels(served: tuple[Path, list[in
 
 def test_monitor_table_names_the_drifted_feature(served: tuple[Path, list[int]]) -> None:
     result = setpoint(
-        "monitor", "-C", str(served[0]), "--window", f"{PER_WINDOW}rows", cwd=served[0].parent
+        "monitor",
+        "-C",
+        str(served[0]),
+        "--window",
+        f"{PER_WINDOW}rows",
+        "--clock",
+        "served",
+        cwd=served[0].parent,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -120,7 +136,9 @@ def test_bad_window_and_dates_are_refused(served: tuple[Path, list[int]]) -> Non
         setpoint("monitor", "--since", "2030-01-02", "--until", "2030-01-01", cwd=root),
         "not before",
     )
-    assert_user_error(setpoint("monitor", "--since", "2030-01-01", cwd=root), "No served")
+    assert_user_error(
+        setpoint("monitor", "--since", "2030-01-01", "--clock", "served", cwd=root), "No served"
+    )
 
 
 def test_no_predictions_yet_suggests_serve_and_replay(

@@ -108,7 +108,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, pd.Dat
 
 @pytest.fixture(scope="module")
 def weekly(monitored: tuple[Project, pd.DataFrame]) -> MonitorResult:
-    return monitor_project(monitored[0], window="1w")
+    return monitor_project(monitored[0], window="1w", clock="served")
 
 
 def test_parse_window_accepts_times_and_counts_and_names_what_is_wrong() -> None:
@@ -212,15 +212,21 @@ def test_result_is_json_safe(weekly: MonitorResult) -> None:
 def test_since_until_and_version_select_rows(monitored: tuple[Project, pd.DataFrame]) -> None:
     project = monitored[0]
     result = monitor_project(
-        project, window="1d", since=MONDAY + timedelta(days=7), until=MONDAY + timedelta(days=8)
+        project,
+        window="1d",
+        since=MONDAY + timedelta(days=7),
+        until=MONDAY + timedelta(days=8),
+        clock="served",
     )
     assert len(result.windows) == 1
     assert result.windows[0].start == MONDAY + timedelta(days=7)
-    canary = monitor_project(project, window="1w", version=2)
+    canary = monitor_project(project, window="1w", version=2, clock="served")
     assert canary.version == 2
     assert [w.n for w in canary.windows] == [20]
     with pytest.raises(ConfigError, match="No served predictions"):
-        monitor_project(project, window="1d", since=datetime(2030, 1, 1, tzinfo=UTC))
+        monitor_project(
+            project, window="1d", since=datetime(2030, 1, 1, tzinfo=UTC), clock="served"
+        )
 
 
 def test_a_model_without_reference_is_named(monitored: tuple[Project, pd.DataFrame]) -> None:
@@ -237,7 +243,7 @@ def test_a_model_without_reference_is_named(monitored: tuple[Project, pd.DataFra
         params={},
     )
     with pytest.raises(ConfigError, match=rf"flights@{old.version} has no monitoring reference"):
-        monitor_project(project, window="1w", version=old.version)
+        monitor_project(project, window="1w", version=old.version, clock="served")
 
 
 def test_no_predictions_says_how_to_get_some(
@@ -247,3 +253,23 @@ def test_no_predictions_says_how_to_get_some(
     empty = type(store)(db=store.db, artifacts=store.artifacts, home=tmp_path)
     with pytest.raises(StoreError, match="setpoint serve"):
         load_traffic(empty, project="flights")
+
+
+def test_the_event_clock_orders_by_each_records_own_time() -> None:
+    from setpoint.watch.run import on_event_clock
+    from setpoint.watch.windows import Traffic
+
+    served = pd.to_datetime(["2026-01-01T00:00:01Z"] * 3, utc=True)
+    meta = pd.DataFrame({"request_id": ["a", "b", "c"], "time": served})
+    inputs = pd.DataFrame(
+        {"scheduled_at": ["2013-08-02T10:00:00+00:00", "2013-08-01T09:00:00+00:00", None]}
+    )
+    timed = on_event_clock(Traffic(meta=meta, inputs=inputs), "scheduled_at")
+    # a record without its time keeps the served time: it sorts last here
+    assert timed.meta["request_id"].tolist() == ["b", "a", "c"]
+    assert timed.meta["time"].iloc[0] == pd.Timestamp("2013-08-01T09:00:00Z")
+    assert timed.inputs["scheduled_at"].tolist()[:2] == [
+        "2013-08-01T09:00:00+00:00",
+        "2013-08-02T10:00:00+00:00",
+    ]
+    assert (timed.meta["served_at"] == served[0]).all()

@@ -25,6 +25,11 @@ class _Format(StrEnum):
     JSON = "json"
 
 
+class _Clock(StrEnum):
+    EVENT = "event"
+    SERVED = "served"
+
+
 def register(app: typer.Typer) -> None:
     """Add ``monitor`` to the root ``setpoint`` command."""
     app.command("monitor")(_monitor)
@@ -62,6 +67,13 @@ def _monitor(
     until: Annotated[
         str | None, typer.Option(help="Read predictions before this time (ISO 8601).")
     ] = None,
+    clock: Annotated[
+        _Clock,
+        typer.Option(
+            help="event: place each prediction at its record's own time (the spec's timestamp "
+            "field), so replayed traffic is judged as it happened; served: when it was answered."
+        ),
+    ] = _Clock.EVENT,
     version: Annotated[
         int | None,
         typer.Option(
@@ -93,7 +105,9 @@ def _monitor(
             param_hint="'--since'",
         )
     project = open_project(directory)
-    result = monitor_project(project, window=window, since=start, until=stop, version=version)
+    result = monitor_project(
+        project, window=window, since=start, until=stop, version=version, clock=clock.value
+    )
     if output is _Format.JSON:
         console.print_json(json.dumps(result.to_dict()))
         return

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from setpoint.project import Project
     from setpoint.train.model import TabularModel
 
-__all__ = ["MonitorResult", "WindowResult", "monitor_project"]
+__all__ = ["MonitorResult", "WindowResult", "monitor_project", "on_event_clock"]
 
 _N_BOOT = 300  # bootstrap draws of the realized metric's interval: enough for 2 digits
 _N_DRAWS = 200  # CBPE draws, as estimate_performance's default
@@ -192,11 +192,16 @@ def monitor_project(
     since: datetime | None = None,
     until: datetime | None = None,
     version: int | None = None,
+    clock: Literal["event", "served"] = "event",
 ) -> MonitorResult:
     """Monitor the served traffic with ``since <= time < until``, cut into ``window``s.
 
     ``version`` None compares every served prediction with the champion's
     reference; a version compares only the predictions it made with its own.
+    ``clock="event"`` places each prediction at its record's own time (the
+    spec's ``timestamp`` field, when requests carry it), so a replayed or
+    backfilled period is judged week by week as it happened; ``"served"`` (and
+    records without the field) use the time the server answered.
     """
     spec = parse_window(window)
     start, stop = _utc(since, "since"), _utc(until, "until")
@@ -210,6 +215,8 @@ def monitor_project(
     ref = load_reference(project, version)
     model = project.load_model(version)
     traffic = load_traffic(project.store, project=project.name)
+    if clock == "event" and project.spec.timestamp is not None:
+        traffic = on_event_clock(traffic, project.spec.timestamp)
     meta = traffic.meta
     keep = np.ones(len(meta), dtype=bool)
     if start is not None:
@@ -273,3 +280,19 @@ def monitor_project(
 
 def _version_key(text: str) -> tuple[int, str]:
     return (int(text), "") if text.isdigit() else (2**31, text)
+
+
+def on_event_clock(traffic: Traffic, column: str) -> Traffic:
+    """``traffic`` timed and ordered by each record's ``column``, where it has a valid one."""
+    if column not in traffic.inputs:
+        return traffic
+    event = pd.to_datetime(traffic.inputs[column], utc=True, errors="coerce", format="ISO8601")
+    meta = traffic.meta.copy()
+    meta["served_at"] = meta["time"]
+    known = event.notna().to_numpy()
+    meta.loc[known, "time"] = event[known].dt.as_unit("us").to_numpy()
+    order = np.argsort(meta["time"].to_numpy(), kind="stable")
+    return Traffic(
+        meta=meta.iloc[order].reset_index(drop=True),
+        inputs=traffic.inputs.iloc[order].reset_index(drop=True),
+    )
