@@ -94,6 +94,12 @@ def test_every_spec_key_is_documented() -> None:
     page = (Path(__file__).resolve().parents[2] / "docs" / "spec.md").read_text()
     from setpoint.spec import model
 
-    for cls in (ProjectSpec, model.SourceSpec, model.FeatureSpec, model.ServingSpec):
+    for cls in (
+        ProjectSpec,
+        model.SourceSpec,
+        model.FeatureSpec,
+        model.ServingSpec,
+        model.MonitoringSpec,
+    ):
         for key in _keys(cls):
             assert f"`{key}" in page or f".{key}`" in page or f"{key}." in page, key

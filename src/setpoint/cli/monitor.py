@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -15,6 +15,10 @@ from setpoint.cli._options import ProjectDir, open_project
 from setpoint.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from setpoint.project import Project
+    from setpoint.watch.alerts import AlertOutcome
     from setpoint.watch.run import MonitorResult, WindowResult
 
 __all__ = ["register"]
@@ -82,6 +86,23 @@ def _monitor(
         ),
     ] = None,
     output: Annotated[_Format, typer.Option("--format", help="table or json.")] = _Format.TABLE,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the result as one self-contained HTML report (charts; opens "
+            "offline). Needs the 'monitor' extra.",
+            dir_okay=False,
+        ),
+    ] = None,
+    alerts: Annotated[
+        bool,
+        typer.Option(
+            "--alerts/--no-alerts",
+            help="Check the spec's monitoring rules on every window shown, store each new "
+            "alert once and POST it to monitoring.webhook.",
+        ),
+    ] = True,
 ) -> None:
     """Whether the served inputs drifted and whether the model got worse, per window.
 
@@ -108,10 +129,60 @@ def _monitor(
     result = monitor_project(
         project, window=window, since=start, until=stop, version=version, clock=clock.value
     )
+    if html is not None:
+        _report(project, result, html, clock=clock.value, only_version=version is not None)
+    outcome = None
+    if alerts:
+        from setpoint.watch.alerts import raise_alerts
+
+        outcome = raise_alerts(project, result)
     if output is _Format.JSON:
-        console.print_json(json.dumps(result.to_dict()))
-        return
-    _print(result)
+        payload = result.to_dict()
+        if outcome is not None:
+            payload["alerts"] = [alert.payload for alert in outcome.fired]
+            payload["alert_delivery_failures"] = list(outcome.failed)
+        console.print_json(json.dumps(payload))
+    else:
+        _print(result)
+    if outcome is not None:
+        # stderr under --format json, so stdout stays one JSON document
+        _print_alerts(outcome, err_console if output is _Format.JSON else console)
+
+
+def _report(
+    project: Project,
+    result: MonitorResult,
+    path: Path,
+    *,
+    clock: Literal["event", "served"],
+    only_version: bool,
+) -> None:
+    from setpoint.watch.reference import load_reference
+    from setpoint.watch.report import window_inputs, write_report
+
+    monitoring = project.spec.monitoring
+    write_report(
+        result,
+        path,
+        reference=load_reference(project, result.version).reference,
+        current=window_inputs(
+            project, result, result.windows[-1], clock=clock, only_version=only_version
+        ),
+        setpoint=monitoring.setpoint,
+        max_drift_share=monitoring.max_drift_share if "drift" in monitoring.alerts else None,
+    )
+    err_console.print(f"report written to {path}")
+
+
+def _print_alerts(outcome: AlertOutcome, out: Console) -> None:
+    for alert in outcome.fired:
+        out.print(f"[red]alert ({alert.rule}):[/] {alert.message}", soft_wrap=True)
+    if outcome.repeated:
+        out.print(
+            f"{len(outcome.repeated)} alert(s) already raised by an earlier run: not repeated"
+        )
+    for failure in outcome.failed:
+        err_console.print(f"[yellow]warning:[/] alert not delivered: {failure}", soft_wrap=True)
 
 
 def _metric_cell(value: float | None, low: float | None, high: float | None) -> str:

@@ -6,19 +6,23 @@ handful of lines. Unknown keys are errors: a typo must not be silently ignored.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "AlertRule",
     "CanaryPolicy",
     "FeatureSpec",
     "GatePolicy",
     "JoinSpec",
     "ModelRecipe",
+    "MonitoringSpec",
     "ProjectSpec",
     "ServingSpec",
     "SourceSpec",
@@ -208,6 +212,45 @@ class ServingSpec(_Strict):
     canary: CanaryPolicy = CanaryPolicy()
 
 
+AlertRule = Literal["drift", "realized", "estimated"]
+
+
+def _every_rule() -> list[AlertRule]:
+    return ["drift", "realized", "estimated"]
+
+
+class MonitoringSpec(_Strict):
+    """What ``setpoint monitor`` holds the served model to, and where it says so."""
+
+    setpoint: float | None = Field(
+        default=None, description="The level of `metric` the model must hold, e.g. 0.5."
+    )
+    max_drift_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    alerts: list[AlertRule] = Field(default_factory=_every_rule)
+    webhook: str | None = Field(default=None, description="http(s) URL each alert is POSTed to.")
+
+    @field_validator("alerts")
+    @classmethod
+    def _once(cls, value: list[AlertRule]) -> list[AlertRule]:
+        repeated = sorted({rule for rule in value if value.count(rule) > 1})
+        if repeated:
+            raise ValueError(f"rules {repeated} are listed more than once")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not an http or https URL with a host, "
+                "like https://hooks.example.com/setpoint"
+            )
+        return value
+
+
 _CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "recall_at_precision"}
 _REGRESSION_METRICS = {"mae", "rmse"}
 
@@ -231,6 +274,7 @@ class ProjectSpec(_Strict):
     gate: GatePolicy = GatePolicy()
     validation: ValidationPolicy = ValidationPolicy()
     serving: ServingSpec = ServingSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
     @model_validator(mode="before")
     @classmethod
@@ -264,6 +308,20 @@ class ProjectSpec(_Strict):
                 raise ValueError(
                     f"features.{name}: the target, timestamp and entity are not features"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _setpoint_fits_metric(self) -> ProjectSpec:
+        level = self.monitoring.setpoint
+        if level is None:
+            return self
+        bounded = self.metric not in {"log_loss", "mae", "rmse"}
+        if not math.isfinite(level) or level < 0 or (bounded and level > 1):
+            allowed = "in [0, 1]" if bounded else "a finite number >= 0"
+            raise ValueError(
+                f"monitoring.setpoint {level!r} is not a level of {self.metric}: "
+                f"it must be {allowed}"
+            )
         return self
 
     @model_validator(mode="after")

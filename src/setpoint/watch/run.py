@@ -250,7 +250,12 @@ def monitor_project(
     results: list[WindowResult] = []
     for rows in cut_windows(traffic.meta["time"], spec):
         window_meta = traffic.meta.iloc[rows.positions]
-        drift = detect_drift(ref.reference, _current(traffic, rows, ref), importances=importances)
+        drift = detect_drift(
+            ref.reference,
+            _current(traffic, rows, ref),
+            importances=importances,
+            share_threshold=project.spec.monitoring.max_drift_share,
+        )
         labelled, realized, estimate, error = _performance(
             window_meta, model, ref, project.spec.metric
         )
