@@ -189,6 +189,8 @@ def _parse_key(
             problems.add(position, "index", "unknown_field", "index goes with request_id only")
             return None
         entity = item["entity_id"]
+        if isinstance(entity, float) and entity.is_integer():
+            entity = int(entity)  # JSON Schema's integer: 1545.0 is 1545
         if isinstance(entity, int) and not isinstance(entity, bool):
             entity = str(entity)  # ids like 1545 arrive as JSON numbers; the log keeps text
         if not isinstance(entity, str):

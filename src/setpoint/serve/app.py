@@ -326,9 +326,9 @@ def _field(body: Any, name: str, kind: type) -> Any:
 
 def _flag(request: Request, name: str) -> bool:
     raw = request.query_params.get(name)
-    if raw is None or raw.lower() in ("false", "0", ""):
+    if raw is None or raw == "false":
         return False
-    if raw.lower() in ("true", "1"):
+    if raw == "true":
         return True
     raise ApiError(
         400,

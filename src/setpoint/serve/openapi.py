@@ -71,7 +71,9 @@ def _record_schema(scorer: Scorer, serving: ServingSpec) -> dict[str, Any]:
             if col.max is not None:
                 prop["maximum"] = col.max
         else:
-            prop = {"type": ["string", "null"] if col.nullable else "string"}
+            # numbers are categories too (3 and 3.0 become "3", as in training)
+            kinds = ["string", "number"]
+            prop = {"type": [*kinds, "null"] if col.nullable else kinds}
             strict = serving.on_invalid == "reject" and serving.unseen_category == "reject"
             if col.categories is not None and strict:
                 prop["enum"] = [*col.categories, *([None] if col.nullable else [])]
@@ -134,7 +136,17 @@ def openapi_document(
     open_codes = ("400", "413", "415", "422", "503", *(("401", "403") if keyed else ()))
     text = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL in text
     label = {"type": ["boolean", "number", "string"], "pattern": text}
-    when = {"type": "string", "format": "date-time"}
+    # RFC 3339 times from 1900 on: a year-1 time with a positive offset has no UTC
+    # equivalent, so the document promises only what the server can store
+    when = {
+        "type": ["string", "null"],  # null: the time it arrives
+        "format": "date-time",
+        "pattern": (
+            r"^(19|2[0-9])[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+            r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
+            r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+        ),
+    }
     by_request = {
         "type": "object",
         "properties": {
