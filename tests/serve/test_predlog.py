@@ -264,3 +264,34 @@ def test_a_reader_refuses_corruption_before_the_live_segment(tmp_path: Path) -> 
     first.write_bytes(bytes(data))
     with pytest.raises(PredictionLogCorruptError):
         read_log(folder)
+
+
+def test_another_process_seals_finished_segments_while_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "w0"
+    with PredictionLog(folder, segment_bytes=400) as plog:
+        plog.append_many([record(i) for i in range(10)])
+        below = plog.active_segment
+        done = subprocess.run(
+            [sys.executable, "-m", "setpoint.serve.seal", str(folder), str(below)],
+            env={**os.environ, "PYTHONPATH": str(SRC)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert [int(p.stem[4:]) for p in folder.glob("seg-*.log")] == [below]
+        assert len(list(folder.glob("seg-*.parquet"))) == below - 1
+        plog.append(record(10)).result()
+        ids = plog.read().column("request_id").to_pylist()
+    assert ids == [f"r{i}" for i in range(11)]
+    assert read_log(folder).column("request_id").to_pylist() == ids
+    bad = subprocess.run(
+        [sys.executable, "-m", "setpoint.serve.seal", str(folder)],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "usage" in bad.stderr

@@ -14,6 +14,7 @@ import fcntl
 import gc
 import logging
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -139,13 +140,21 @@ class Server:
             await asyncio.sleep(1.0)
 
     async def _seal_segments(self) -> None:
-        # Full raw segments become Parquet off the request path; the live one stays raw.
+        # Full raw segments become Parquet in a child process, off the serving GIL; the
+        # PostgreSQL log has nothing to seal.
+        if not isinstance(self.plog, PredictionLog):
+            return
+        folder = self.plog.directory
         while True:
             await asyncio.sleep(_SEAL_EVERY_S)
-            try:
-                await asyncio.to_thread(self.plog.roll)
-            except (SetpointError, OSError) as exc:  # the raw segments stay; retried next time
-                log.error("cannot seal prediction log segments: %s", exc)
+            below = self.plog.active_segment
+            if not any(int(p.stem[4:]) < below for p in folder.glob("seg-*.log")):
+                continue
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "setpoint.serve.seal", str(folder), str(below)
+            )
+            if await child.wait() != 0:  # the raw segments stay readable; retried next time
+                log.error("sealing prediction log segments in %s failed", folder)
 
     # -- predictions --------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from setpoint._json import jsonable
 from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
 
-__all__ = ["SCHEMA", "PredictionLog", "read_log", "read_logs"]
+__all__ = ["SCHEMA", "PredictionLog", "read_log", "read_logs", "seal_segments"]
 
 log = logging.getLogger(__name__)
 
@@ -379,28 +379,16 @@ class PredictionLog:
                 self._rotations.append(future)
                 self._cond.notify()
             future.result()
-        sealed: list[Path] = []
         with self._files:
             with self._cond:
                 active = self._segment
-            for number in self._numbers("log"):
-                if number >= active:
-                    continue
-                raw = self._path(number, "log")
-                table = self._read_raw(raw, len(raw.read_bytes()))
-                if table.num_rows:
-                    target = self._path(number, "parquet")
-                    tmp = target.with_suffix(".parquet.tmp")
-                    with tmp.open("wb") as f:
-                        pq.write_table(table, f)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    tmp.rename(target)
-                    _fsync_dir(self.directory)  # the Parquet is durable before the raw goes
-                    sealed.append(target)
-                raw.unlink()
-                _fsync_dir(self.directory)
-        return sealed
+            return seal_segments(self.directory, below=active)
+
+    @property
+    def active_segment(self) -> int:
+        """The number of the segment being written; every lower one is immutable."""
+        with self._cond:
+            return self._segment
 
     def _read_raw(self, path: Path, size: int) -> pa.Table:
         with path.open("rb") as f:
@@ -415,15 +403,19 @@ class PredictionLog:
         with self._files:
             with self._cond:
                 active, durable = self._segment, self._durable
+            sealed = set(self._numbers("parquet"))
             tables = [
-                pq.read_table(self._path(n, "parquet"), schema=SCHEMA)
-                for n in self._numbers("parquet")
+                pq.read_table(self._path(n, "parquet"), schema=SCHEMA) for n in sorted(sealed)
             ]
             for number in self._numbers("log"):
-                if number <= active:  # later segments were created after this snapshot
+                # later segments were created after this snapshot; sealed ones are read above
+                if number <= active and number not in sealed:
                     path = self._path(number, "log")
-                    size = durable if number == active else path.stat().st_size
-                    tables.append(self._read_raw(path, size))
+                    try:
+                        size = durable if number == active else path.stat().st_size
+                        tables.append(self._read_raw(path, size))
+                    except FileNotFoundError:  # sealed by another process since the listing
+                        tables.append(pq.read_table(self._path(number, "parquet"), schema=SCHEMA))
         table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
         if since is not None:
             bound = pa.scalar(_micros(since, "since"), SCHEMA.field("time").type)
@@ -487,6 +479,40 @@ def read_logs(root: Path) -> pa.Table:
     tables = [read_log(folder) for folder in folders]
     table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
     return table.sort_by("time") if table.num_rows else table
+
+
+def seal_segments(directory: Path, *, below: int) -> list[Path]:
+    """Seal the raw segments numbered below ``below`` into Parquet; return the new files.
+
+    A segment the writer has moved past is never written again, so this may run
+    in another process than the writer's (the server does so, so that decoding a
+    64 MiB segment never holds the serving process's GIL). Each Parquet file is
+    durable before its raw segment is removed; an interrupted seal is finished by
+    ``PredictionLog``'s recovery.
+    """
+    directory = Path(directory)
+    sealed: list[Path] = []
+    for path in sorted(directory.glob("seg-*.log")):
+        number = int(path.stem[4:])
+        if number >= below:
+            continue
+        data = path.read_bytes()
+        payloads, end = _scan(data)
+        if end != len(data):
+            raise PredictionLogCorruptError("bad length or CRC", path=str(path), offset=end)
+        if payloads:
+            target = _sealed_path(path)
+            tmp = target.with_suffix(".parquet.tmp")
+            with tmp.open("wb") as f:
+                pq.write_table(_table(payloads), f)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.rename(target)
+            _fsync_dir(directory)  # the Parquet is durable before the raw goes
+            sealed.append(target)
+        path.unlink()
+        _fsync_dir(directory)
+    return sealed
 
 
 def _sealed_path(raw: Path) -> Path:
