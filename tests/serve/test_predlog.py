@@ -294,4 +294,5 @@ def test_another_process_seals_finished_segments_while_the_writer_goes_on(
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 2 and "usage" in bad.stderr
+    assert bad.returncode == 2
+    assert "usage" in bad.stderr
