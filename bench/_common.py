@@ -115,3 +115,33 @@ def instrumented(
     finally:
         for name, function in originals.items():
             setattr(module, name, function)
+
+
+def peer_venv(
+    venv: Path, packages: Sequence[str], *, probe: str, name: str, fresh: bool
+) -> Path | None:
+    """A peer's venv python, made (with ``packages`` installed) if ``probe`` fails in it.
+
+    None, with a note saying why, when it cannot be made: the benchmark then runs
+    setpoint alone rather than failing.
+    """
+    import sys
+
+    python = venv / "bin" / "python"
+    check = [str(python), "-c", probe]
+    if not fresh and python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    where = venv.relative_to(ROOT) if venv.is_relative_to(ROOT) else venv
+    print(f"\nCreating the peer venv {where}: pip install {' '.join(packages)}", flush=True)
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [str(python), "-m", "pip", "install", "--quiet", *packages],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            print(f"NOTE: the {name} peer is skipped: {' '.join(step[:4])} failed:")
+            print("  " + "\n  ".join(tail))
+            return None
+    return python

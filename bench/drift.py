@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import ROOT, WORK, median, print_machine, print_table
+from _common import ROOT, WORK, median, peer_venv, print_machine, print_table
 
 from setpoint.monitor.drift import DriftReport, detect_drift
 from setpoint.monitor.reference import Reference
@@ -149,25 +149,9 @@ def write_parquet(frame: pd.DataFrame, name: str) -> Path:
 
 # The peer ---------------------------------------------------------------------------
 def peer_python(fresh: bool) -> Path | None:
-    """The peer venv's python, created (and Evidently installed) if needed; None if that fails."""
-    python = PEER_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import evidently, pyarrow"]
-    if not fresh and python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    where = PEER_VENV.relative_to(ROOT)
-    print(f"\nCreating the peer venv {where}: pip install {' '.join(PEER_PACKAGES)}", flush=True)
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(PEER_VENV)],
-        [str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES],
-    ]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            print(f"NOTE: the Evidently peer is skipped: {' '.join(step[:4])} failed:")
-            print("  " + "\n  ".join(tail))
-            return None
-    return python
+    return peer_venv(
+        PEER_VENV, PEER_PACKAGES, probe="import evidently, pyarrow", name="Evidently", fresh=fresh
+    )
 
 
 def run_peer(python: Path, reference: Path, current: Path, rounds: int) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from _common import ROOT, WORK, instrumented, median, print_machine, print_table
+from _common import ROOT, WORK, instrumented, median, peer_venv, print_machine, print_table
 
 import setpoint.project
 from setpoint.data.schema import Schema, infer_schema
@@ -187,25 +187,13 @@ def peer_checks(schema: Schema, spec: ProjectSpec) -> list[dict[str, Any]]:
 
 
 def peer_python(fresh: bool) -> Path | None:
-    """The peer venv's python, created (and pandera installed) if needed; None if that fails."""
-    python = PEER_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import pandera.pandas, pyarrow"]
-    if not fresh and python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
-        return python
-    where = PEER_VENV.relative_to(ROOT)
-    print(f"\nCreating the peer venv {where}: pip install {' '.join(PEER_PACKAGES)}", flush=True)
-    steps = [
-        [sys.executable, "-m", "venv", "--clear", str(PEER_VENV)],
-        [str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES],
-    ]
-    for step in steps:
-        done = subprocess.run(step, capture_output=True, text=True)
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            print(f"NOTE: the pandera peer is skipped: {' '.join(step[:4])} failed:")
-            print("  " + "\n  ".join(tail))
-            return None
-    return python
+    return peer_venv(
+        PEER_VENV,
+        PEER_PACKAGES,
+        probe="import pandera.pandas, pyarrow",
+        name="pandera",
+        fresh=fresh,
+    )
 
 
 def run_peer(python: Path, checks: Path, files: list[Path]) -> dict[str, Any] | None:
