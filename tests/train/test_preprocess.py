@@ -165,3 +165,21 @@ def test_unfitted_and_malformed_states_are_refused() -> None:
         Preprocessor.from_dict({k: v for k, v in payload.items() if k != "medians"})
     with pytest.raises(TrainingError, match="column lists"):
         Preprocessor.from_dict({**payload, "medians": {"y": 1.0}})
+
+
+def test_checked_columns_give_the_same_matrix_as_the_general_path() -> None:
+    frame = pd.DataFrame(
+        {"x": [1.0, 2.0, np.nan, 4.0], "c": ["a", "b", "a", None], "d": ["u", "u", "v", "v"]}
+    )
+    fitted = Preprocessor(numeric=["x"], categorical=["c", "d"], mode="tree").fit(frame)
+    # what a request validator hands over: float64 numbers, canonical keys or None
+    checked = {
+        "x": np.array([3.0, np.nan, 1.0]),
+        "c": np.array(["b", None, "zz"], dtype=object),
+        "d": np.array(["v", "u", None], dtype=object),
+    }
+    fast = fitted.transform_checked(checked)
+    np.testing.assert_array_equal(fast, fitted.transform(checked))
+    assert fast[2, 1] == len(fitted.categories_["c"])  # an unseen category is *other*
+    refit = fitted.fit(frame.assign(c=["q", "q", "q", "r"]))  # a new fit, new codes
+    assert refit.transform_checked({"x": [1.0], "c": ["q"], "d": ["u"]})[0, 1] == 0.0

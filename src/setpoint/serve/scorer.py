@@ -55,10 +55,11 @@ class Scorer:
         """
         batch = self.validator.validate(records)
         model = self.model
-        scores = model.predict_scores(batch.columns, num_threads=1)
+        matrix = model.preprocessor.transform_checked(batch.columns)
+        scores = model.predict_matrix(matrix, num_threads=1)
         predictions = _predictions(model, scores)
         if explain:
-            _explain(model, batch.columns, predictions, top=explain)
+            _explain(model, matrix, predictions, top=explain)
         outputs: list[Any] = []
         for prediction, flags in zip(predictions, batch.flags, strict=True):
             if flags:
@@ -96,9 +97,8 @@ def _predictions(model: TabularModel, scores: np.ndarray) -> list[dict[str, Any]
 
 
 def _explain(
-    model: TabularModel, columns: dict[str, Any], predictions: list[dict[str, Any]], *, top: int
+    model: TabularModel, matrix: np.ndarray, predictions: list[dict[str, Any]], *, top: int
 ) -> None:
-    matrix = model.preprocessor.transform(columns)
     contrib = model.head.contributions(matrix)
     sources = model.preprocessor.source_columns()
     names = model.features

@@ -120,6 +120,16 @@ class TabularModel:
         """Positive-class probability (binary), ``(n, k)`` class probabilities
         (multiclass, columns in ``classes`` order) or values (regression)."""
         matrix = self.preprocessor.transform(data)
+        return self.predict_matrix(matrix, num_threads=num_threads, calibrated=calibrated)
+
+    def predict_matrix(
+        self,
+        matrix: npt.NDArray[np.float64],
+        *,
+        num_threads: int | None = None,
+        calibrated: bool = True,
+    ) -> npt.NDArray[np.float64]:
+        """``predict_scores`` of a matrix the preprocessor has already made."""
         threads = self.num_threads if num_threads is None else num_threads
         raw = self.head.predict(matrix, num_threads=threads)
         if calibrated and self.task is Task.BINARY and self.calibrator is not None:
