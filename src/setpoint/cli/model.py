@@ -144,13 +144,12 @@ def _alias_set(
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "",
 ) -> None:
     """Point an alias at a version; a running server follows within its reload interval."""
-    from setpoint.registry.aliases import get_alias_in, set_alias
+    from setpoint.registry.aliases import set_alias
 
     _check_alias(name)
     project = open_project(directory)
     with project.store.db.write() as conn:
-        previous = get_alias_in(conn, project=project.name, alias=name)
-        set_alias(
+        change = set_alias(
             conn,
             project=project.name,
             alias=name,
@@ -158,6 +157,7 @@ def _alias_set(
             reason=reason or "set by hand",
             actor="user",
         )
+    previous = change.previous_version
     was = f" (was {previous})" if previous is not None else ""
     console.print(f"{name} is {project.name}@{version}{was}.")
 
