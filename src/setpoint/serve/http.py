@@ -11,8 +11,8 @@ renders it. A test checks every status the server can send against it.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from typing import Any
 
 import orjson
@@ -72,7 +72,7 @@ def request_id(request: Request) -> str:
     """The client's ``X-Request-ID`` if it is well formed, else a new one."""
     given = request.headers.get("x-request-id")
     if given is None:
-        return uuid.uuid4().hex
+        return os.urandom(16).hex()  # 128 random bits, as uuid4 without its object's cost
     if not _REQUEST_ID.match(given):
         raise ApiError(
             400,

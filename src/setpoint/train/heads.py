@@ -10,14 +10,18 @@ prediction time).
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from setpoint.errors import TrainingError
+from setpoint.train.fastrow import RowPredictor
 
 __all__ = ["Head", "LightGBMHead", "LinearHead", "load_head"]
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 LinearKind = Literal["logistic", "softmax", "identity"]
@@ -53,6 +57,8 @@ class LightGBMHead:
             self._booster = lgb.Booster(model_str=model_text)
         except lgb.basic.LightGBMError as exc:
             raise TrainingError(f"The LightGBM model text cannot be read: {exc}") from exc
+        self._row: RowPredictor | None = None
+        self._row_failed = False
 
     @property
     def n_features(self) -> int:
@@ -66,8 +72,24 @@ class LightGBMHead:
         if matrix.shape[0] == 0:  # LightGBM refuses empty input
             classes = int(self._booster.num_model_per_iteration())
             return np.zeros((0, classes) if classes > 1 else 0)
+        if matrix.shape[0] == 1 and not self._row_failed:
+            row = self._row or self._row_predictor()
+            if row is not None:
+                return row.predict(matrix)
         out = self._booster.predict(matrix, num_threads=num_threads)
         return np.asarray(out, dtype=np.float64)
+
+    def _row_predictor(self) -> RowPredictor | None:
+        try:
+            self._row = RowPredictor(
+                self.model_text,
+                n_features=self.n_features,
+                n_outputs=int(self._booster.num_model_per_iteration()),
+            )
+        except TrainingError as exc:  # the general path still works, only slower
+            log.warning("one-row LightGBM predictions fall back to Booster.predict: %s", exc)
+            self._row_failed = True
+        return self._row
 
     def importance(self) -> FloatArray:
         return np.asarray(self._booster.feature_importance(importance_type="gain"), np.float64)
