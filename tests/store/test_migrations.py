@@ -13,10 +13,11 @@ from alembic.migration import MigrationContext
 import setpoint.store.migrations as migrations
 from setpoint.store.db import Database
 from setpoint.store.migrations import HEAD
-from setpoint.store.tables import metadata, utcnow
+from setpoint.store.tables import metadata, monitor_windows, utcnow
 from setpoint.store.workspace import Store
 
 SERVING = {"feedback", "api_keys", "predictions"}
+MONITORING = {"monitor_windows"}
 
 
 def _alembic(conn: sa.Connection, action: str, revision: str) -> None:
@@ -57,13 +58,60 @@ def test_a_store_at_0001_is_upgraded_in_place_and_can_go_back(db_url: str) -> No
         finally:
             db.dispose()
         assert revision == HEAD
-        assert tables >= SERVING
+        assert tables >= SERVING | MONITORING
         assert kept == ["old"]
 
         with engine.begin() as conn:
             _alembic(conn, "downgrade", "0001")
         names = set(sa.inspect(engine).get_table_names())
         assert SERVING.isdisjoint(names)
+        assert MONITORING.isdisjoint(names)
         assert "projects" in names
+    finally:
+        engine.dispose()
+
+
+def test_a_store_at_0002_gains_monitor_windows_and_can_go_back(db_url: str) -> None:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "0002")
+        assert MONITORING.isdisjoint(sa.inspect(engine).get_table_names())
+
+        db = Database(db_url)
+        try:
+            with db.write() as conn:  # the new table takes a row, keyed as documented
+                conn.execute(
+                    monitor_windows.insert(),
+                    {
+                        "project": "p",
+                        "model_version": 1,
+                        "window": "1d",
+                        "clock": "event",
+                        "window_start": utcnow(),
+                        "window_end": utcnow(),
+                        "n": 3,
+                        "n_labelled": 0,
+                        "fingerprint": "f",
+                        "result": "{}",
+                        "computed_at": utcnow(),
+                    },
+                )
+            with db.read() as conn:
+                revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+                inspector = sa.inspect(conn)
+                key = inspector.get_pk_constraint("monitor_windows")["constrained_columns"]
+                indexes = {i["name"] for i in inspector.get_indexes("monitor_windows")}
+        finally:
+            db.dispose()
+        assert revision == HEAD
+        assert key == ["project", "model_version", "window", "clock", "window_start"]
+        assert "ix_monitor_windows_project_end" in indexes
+
+        with engine.begin() as conn:
+            _alembic(conn, "downgrade", "0002")
+        names = set(sa.inspect(engine).get_table_names())
+        assert MONITORING.isdisjoint(names)
+        assert names >= SERVING
     finally:
         engine.dispose()

@@ -103,14 +103,32 @@ def _monitor(
             "alert once and POST it to monitoring.webhook.",
         ),
     ] = True,
+    segments: Annotated[
+        bool,
+        typer.Option(
+            "--segments",
+            help="Also print, per window, the values of the spec's segment columns with the "
+            "worst realized metric (and those skipped, with why). JSON always has them.",
+        ),
+    ] = False,
+    multivariate: Annotated[
+        bool,
+        typer.Option(
+            "--multivariate",
+            help="Also run a domain classifier per window against the model's held-out rows "
+            "(read again from its training dataset; about a second a window): its AUC, "
+            "threshold and the features that separate the two.",
+        ),
+    ] = False,
 ) -> None:
     """Whether the served inputs drifted and whether the model got worse, per window.
 
     Reads the prediction log of 'setpoint serve' (champion and canary answers),
     joins the feedback posted so far, and compares each window with the
     reference stored with the model: drift per feature and of the prediction,
-    the project's metric realized on labelled rows, and (binary models) that
-    metric estimated from the scores alone (CBPE) before labels arrive.
+    the project's metric realized on labelled rows (overall and per segment),
+    and (binary models) that metric estimated from the scores alone (CBPE)
+    before labels arrive.
     """
     from setpoint.watch.run import monitor_project
     from setpoint.watch.windows import parse_window
@@ -126,8 +144,20 @@ def _monitor(
             param_hint="'--since'",
         )
     project = open_project(directory)
+    if segments and not project.spec.segments:
+        raise typer.BadParameter(
+            "the spec lists no segment columns, so there is no per-segment metric to show: "
+            "name some under 'segments' in setpoint.yaml (e.g. segments: [carrier])",
+            param_hint="'--segments'",
+        )
     result = monitor_project(
-        project, window=window, since=start, until=stop, version=version, clock=clock.value
+        project,
+        window=window,
+        since=start,
+        until=stop,
+        version=version,
+        clock=clock.value,
+        multivariate=multivariate,
     )
     if html is not None:
         _report(project, result, html, clock=clock.value, only_version=version is not None)
@@ -144,6 +174,10 @@ def _monitor(
         console.print_json(json.dumps(payload))
     else:
         _print(result)
+        if segments:
+            _print_segments(result)
+        if multivariate:
+            _print_multivariate(result)
     if outcome is not None:
         # stderr under --format json, so stdout stays one JSON document
         _print_alerts(outcome, err_console if output is _Format.JSON else console)
@@ -262,3 +296,80 @@ def _print(result: MonitorResult) -> None:
     )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+
+
+def _segment_name(column: str, value: object) -> str:
+    return f"{column}={'(missing)' if value is None else value}"
+
+
+def _print_segments(result: MonitorResult) -> None:
+    metric = result.metric
+    rows: list[list[object]] = []
+    for w in result.windows:
+        start = w.start.strftime("%Y-%m-%d %H:%M")
+        worst = w.worst_segments(metric, higher_is_better=result.higher_is_better)
+        aside = "; ".join(w.set_aside(metric, result.min_segment_rows)) or "-"
+        if not worst:
+            why = "no labelled rows" if w.realized is None else "no segment measured"
+            rows.append([start, why, "-", w.n_labelled, aside])
+        for i, s in enumerate(worst):
+            value = s.metrics[metric]
+            rows.append(
+                [
+                    start if i == 0 else "",
+                    _segment_name(s.column, s.segment),
+                    _metric_cell(value.value, value.low, value.high),
+                    s.n,
+                    aside if i == 0 else "",
+                ]
+            )
+    order = "lowest" if result.higher_is_better else "highest"
+    console.print(
+        table(
+            f"worst segments by realized {metric} ({order} first; "
+            f"{', '.join(result.segment_columns)})",
+            [
+                "start",
+                "segment",
+                f"realized {metric}",
+                "labelled",
+                f"skipped: fewer than {result.min_segment_rows} labelled rows (count), or why",
+            ],
+            rows,
+        )
+    )
+
+
+def _print_multivariate(result: MonitorResult) -> None:
+    rows: list[list[object]] = []
+    for w in result.windows:
+        start = w.start.strftime("%Y-%m-%d %H:%M")
+        found = w.multivariate
+        if found is None:
+            rows.append([start, w.n, "-", "-", "-", w.multivariate_skipped or "-"])
+            continue
+        top = ", ".join(f"{name} ({share:.2f})" for name, share in w.separating())
+        rows.append(
+            [
+                start,
+                f"{found.n_current} / {found.n_reference}",
+                f"{found.auc:.3f}",
+                f"{found.threshold:.3f}",
+                "yes" if found.drifted else "no",
+                top or "-",
+            ]
+        )
+    console.print(
+        table(
+            "multivariate drift: a classifier telling each window from the model's held-out rows",
+            [
+                "start",
+                "rows (window / reference)",
+                "AUC",
+                "threshold",
+                "drifted",
+                "separating features (share of gain)",
+            ],
+            rows,
+        )
+    )

@@ -38,6 +38,7 @@ from setpoint.errors import (
 )
 from setpoint.project import Project
 from setpoint.serve import admin
+from setpoint.serve.gauges import MonitorGauges
 from setpoint.serve.http import ApiError, JSONResponse, error_response, read_json, request_id
 from setpoint.serve.metrics import Metrics
 from setpoint.serve.openapi import openapi_document
@@ -76,6 +77,7 @@ class Server:
         self.serving = project.spec.serving
         self.router = ModelRouter(project)
         self.metrics = Metrics()
+        self.gauges = MonitorGauges(project.store.db, project=project.name)
         self.plog: Any = None  # PredictionLog or DatabasePredictionLog, opened at startup
         self.slot = -1
         self._slot_fd = -1
@@ -293,9 +295,11 @@ class Server:
 
     async def metrics_text(self, request: Request) -> Response:
         self.metrics.set("setpoint_prediction_log_backlog", (), getattr(self.plog, "backlog", 0))
-        return PlainTextResponse(
-            self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        text = self.metrics.render()
+        # The monitoring gauges come from the shared store, not from this worker's counts,
+        # so they are appended here rather than summed with the other workers' snapshots.
+        text += await self.gauges.render()
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def openapi(self, request: Request) -> Response:
         champion = self.router.champion

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["FAMILIES", "Metrics"]
+__all__ = ["FAMILIES", "Labels", "Metrics", "sample_line"]
 
 Kind = Literal["counter", "gauge", "histogram"]
 Labels = tuple[tuple[str, str], ...]
@@ -115,8 +115,13 @@ class Metrics:
             else:
                 for (name, labels), value in sorted(values.items()):
                     if name == family:
-                        lines.append(f"{name}{_format(labels)} {_number(value)}")
+                        lines.append(sample_line(name, labels, value))
         return "\n".join(lines) + "\n"
+
+
+def sample_line(name: str, labels: Labels, value: float) -> str:
+    """One sample in the text format: ``name{label="value",...} number``, values escaped."""
+    return f"{name}{_format(labels)} {_number(value)}"
 
 
 def _labels(raw: Any) -> Labels:
@@ -138,11 +143,18 @@ def _histogram(name: str, labels: Labels, counts: list[float]) -> list[str]:
 def _format(labels: Labels) -> str:
     if not labels:
         return ""
-    escaped = (
-        (k, v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')) for k, v in labels
-    )
-    return "{" + ",".join(f'{k}="{v}"' for k, v in escaped) + "}"
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels) + "}"
+
+
+def _escape(value: str) -> str:
+    if not value.isascii():
+        # a lone surrogate (JSON can carry one) would make the whole body unencodable
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if value == int(value) else repr(value)
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    # integers print as such up to 2**53, beyond which a float no longer holds every one
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(value)

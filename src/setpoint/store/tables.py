@@ -28,6 +28,7 @@ __all__ = [
     "gate_decisions",
     "metadata",
     "model_versions",
+    "monitor_windows",
     "predictions",
     "projects",
     "quarantine",
@@ -225,4 +226,25 @@ predictions = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False),
     sa.Index("ix_predictions_project_time", "project", "time"),
     sa.Index("ix_predictions_project_request", "project", "request_id"),
+)
+
+# One row per monitored window of served traffic, so that a later run can skip a window
+# whose ``fingerprint`` is unchanged and the server can show the latest one. Derived data
+# (recomputable from the prediction log), so like ``events`` no foreign key; ``result`` is
+# JSON text, not a JSON column, because it is only ever read back whole.
+monitor_windows = sa.Table(
+    "monitor_windows",
+    metadata,
+    sa.Column("project", sa.String(64), primary_key=True),
+    sa.Column("model_version", sa.Integer, primary_key=True),
+    sa.Column("window", sa.String(32), primary_key=True),
+    sa.Column("clock", sa.String(16), primary_key=True),
+    sa.Column("window_start", UTCDateTime, primary_key=True),
+    sa.Column("window_end", UTCDateTime, nullable=False),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("n_labelled", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.String(128), nullable=False),
+    sa.Column("result", sa.Text, nullable=False),
+    sa.Column("computed_at", UTCDateTime, nullable=False),
+    sa.Index("ix_monitor_windows_project_end", "project", "window_end"),
 )

@@ -7,6 +7,10 @@ or opened on an air-gapped machine. It shows:
 - the drift share per window, against the share that raises an alert;
 - a heat map of every feature's drift decision per window, with its statistic;
 - the realized metric (bootstrap interval) and the CBPE estimate (band), against the setpoint;
+- per segment column, the realized metric of each of its values per window
+  (with its interval), and which were skipped;
+- when it was run, the domain classifier's AUC per window against its
+  threshold, with the features that separate the window from the reference;
 - for each feature drifted in the latest window, its distribution in the
   reference (the stored bins or category counts) against that window's.
 """
@@ -41,6 +45,8 @@ __all__ = ["window_inputs", "write_report"]
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}"
     "h1{font-size:1.4em}h2{font-size:1.15em;margin-top:2em}.note{color:#666}"
+    "table.segments{border-collapse:collapse;font-size:.9em;margin:1em 0}"
+    "table.segments td,table.segments th{border:1px solid #ddd;padding:.3em .6em;text-align:left}"
 )
 _LAYOUT: dict[str, Any] = {"height": 380, "margin": {"l": 60, "r": 20, "t": 40, "b": 50}}
 
@@ -161,6 +167,145 @@ def _performance(go: Any, result: MonitorResult, setpoint: float | None) -> str:
     return _div(fig)
 
 
+def _segment_charts(go: Any, result: MonitorResult) -> list[str]:
+    """One chart per segment column: each value's realized metric per window."""
+    metric = result.metric
+    x = [w.start for w in result.windows]
+    sections: list[str] = []
+    for column in result.segment_columns:
+        values: dict[Any, list[Any]] = {}
+        for i, w in enumerate(result.windows):
+            for s in w.segments:
+                found = s.metrics.get(metric)
+                if s.column == column and found is not None and found.value is not None:
+                    values.setdefault(s.segment, [None] * len(x))[i] = (found, s.n)
+        if not values:
+            sections.append(
+                f'<p class="note">{html.escape(column)}: no value has {result.min_segment_rows} '
+                "labelled rows in any window (or the column is in no logged input).</p>"
+            )
+            continue
+        fig = go.Figure()
+        for segment, cells in sorted(values.items(), key=lambda item: str(item[0])):
+            point = [None if c is None else c[0].value for c in cells]
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=point,
+                    mode="lines+markers",
+                    name="(missing)" if segment is None else str(segment),
+                    error_y={
+                        "type": "data",
+                        "symmetric": False,
+                        "array": [_gap(c, "high") for c in cells],
+                        "arrayminus": [_gap(c, "low") for c in cells],
+                        "thickness": 1,
+                    },
+                    customdata=[0 if c is None else c[1] for c in cells],
+                    hovertemplate="%{x}<br>%{y:.3f}, %{customdata} labelled rows<extra></extra>",
+                )
+            )
+        fig.update_layout(
+            title=f"Realized {metric} per {column} (values with at least "
+            f"{result.min_segment_rows} labelled rows; bars: bootstrap interval)",
+            **_LAYOUT,
+        )
+        sections.append(_div(fig))
+    return sections
+
+
+def _gap(cell: Any, side: Literal["low", "high"]) -> float | None:
+    if cell is None:
+        return None
+    value, bound = cell[0].value, getattr(cell[0], side)
+    return None if value is None or bound is None else abs(bound - value)
+
+
+def _segment_table(result: MonitorResult) -> str:
+    """Per window: the worst segments, and those set aside."""
+    rows = []
+    for w in result.windows:
+        worst = w.worst_segments(result.metric, higher_is_better=result.higher_is_better)
+        cells = []
+        for s in worst:
+            found = s.metrics[result.metric]
+            interval = (
+                f" [{found.low:.3f}, {found.high:.3f}]"
+                if found.low is not None and found.high is not None
+                else ""
+            )
+            name = "(missing)" if s.segment is None else s.segment
+            cells.append(f"{s.column}={name}: {found.value:.3f}{interval} (n={s.n})")
+        aside = "; ".join(w.set_aside(result.metric, result.min_segment_rows)) or "-"
+        rows.append(
+            f"<tr><td>{html.escape(_label(w))}</td><td>{w.n_labelled}</td>"
+            f"<td>{html.escape('; '.join(cells) or '-')}</td>"
+            f"<td>{html.escape(aside)}</td></tr>"
+        )
+    order = "lowest" if result.higher_is_better else "highest"
+    return (
+        '<table class="segments"><thead><tr><th>window</th><th>labelled</th>'
+        f"<th>worst segments ({order} {html.escape(result.metric)} first)</th>"
+        f"<th>skipped (fewer than {result.min_segment_rows} labelled rows, or why)</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _multivariate(go: Any, result: MonitorResult) -> str:
+    found = [(w, w.multivariate) for w in result.windows if w.multivariate is not None]
+    # One reason (the held-out rows could not be read) often holds for every window.
+    skipped: dict[str, list[str]] = {}
+    for w in result.windows:
+        if w.multivariate is None:
+            skipped.setdefault(w.multivariate_skipped or "-", []).append(_label(w))
+    notes = "".join(
+        f'<p class="note">not run on {html.escape(", ".join(labels))}: {html.escape(why)}</p>'
+        for why, labels in skipped.items()
+    )
+    if not found:
+        return notes
+    x = [w.start for w, _ in found]
+    tops = [", ".join(f"{name} ({share:.2f})" for name, share in w.separating()) for w, _ in found]
+    tops = [top or "-" for top in tops]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[v.auc for _, v in found],
+            mode="lines+markers",
+            name="domain classifier AUC",
+            marker={"color": ["#e4572e" if v.drifted else "#1f77b4" for _, v in found], "size": 10},
+            customdata=tops,
+            hovertemplate="%{x}<br>AUC %{y:.3f}<br>separating: %{customdata}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[v.threshold for _, v in found],
+            mode="lines",
+            name="threshold (permutations)",
+            line={"dash": "dash", "color": "crimson"},
+        )
+    )
+    fig.update_layout(
+        title="Domain classifier AUC per window (red: drifted), against its threshold",
+        yaxis_range=[min(0.3, *(v.auc - 0.05 for _, v in found)), 1.02],
+        **_LAYOUT,
+    )
+    rows = "".join(
+        f"<tr><td>{html.escape(_label(w))}</td><td>{v.auc:.3f}</td><td>{v.threshold:.3f}</td>"
+        f"<td>{'yes' if v.drifted else 'no'}</td><td>{html.escape(top)}</td></tr>"
+        for (w, v), top in zip(found, tops, strict=True)
+    )
+    return (
+        _div(fig)
+        + '<table class="segments"><thead><tr><th>window</th><th>AUC</th><th>threshold</th>'
+        "<th>drifted</th><th>separating features (share of gain)</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table>{notes}"
+    )
+
+
 def _numeric_bins(
     summary: NumericSummary, values: pd.Series | None
 ) -> tuple[list[str], list[int], list[int] | None]:
@@ -278,8 +423,21 @@ def write_report(
         _heatmap(go, result),
         f"<h2>Performance ({html.escape(result.metric)})</h2>",
         _performance(go, result, setpoint),
-        f"<h2>Drifted features in the latest window ({html.escape(_label(latest))} UTC)</h2>",
     ]
+    if result.segment_columns:
+        sections += [
+            f"<h2>Performance per segment ({html.escape(result.metric)})</h2>",
+            _segment_table(result),
+            *_segment_charts(go, result),
+        ]
+    if result.multivariate:
+        sections += [
+            "<h2>Multivariate drift (domain classifier against the held-out rows)</h2>",
+            _multivariate(go, result),
+        ]
+    sections.append(
+        f"<h2>Drifted features in the latest window ({html.escape(_label(latest))} UTC)</h2>"
+    )
     drifted = latest.top_drifted(len(latest.drift.features))
     sections += [] if drifted else ['<p class="note">No feature drifted in the latest window.</p>']
     for name in drifted:

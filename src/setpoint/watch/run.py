@@ -4,13 +4,21 @@ For each window: how many predictions and from which model versions; drift of
 every feature and of the prediction against the reference stored with the model
 (``reference.json``, built from its held-out rows), weighted by the model's
 feature importances; the project's metric realized on the rows whose labels
-arrived; and, for a binary model, the same metric estimated from the scores
-alone (CBPE) with the estimate's error once labels are in.
+arrived, overall and per value of each of the spec's ``segments``; and, for a
+binary model, the same metric estimated from the scores alone (CBPE) with the
+estimate's error once labels are in.
+
+On request (``multivariate=True``), a domain classifier also tells each
+window's rows from the model's held-out rows (``domain_classifier_drift``). The
+stored reference summarises each column on its own (bins, a per-column sample,
+category counts) and so holds no joint rows; the held-out rows are read again
+from the dataset version the model was trained on, split as training split it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from setpoint._json import jsonable
-from setpoint.errors import ConfigError, InvalidParameterError, NotFoundError
+from setpoint.errors import ConfigError, InvalidParameterError, NotFoundError, SetpointError
 from setpoint.monitor.cbpe import (
     CBPE_METRICS,
     Estimate,
@@ -27,11 +35,20 @@ from setpoint.monitor.cbpe import (
     estimation_error,
 )
 from setpoint.monitor.drift import DriftReport, detect_drift
-from setpoint.monitor.performance import PerformanceResult, realized_performance
+from setpoint.monitor.multivariate import MultivariateDriftResult, domain_classifier_drift
+from setpoint.monitor.performance import (
+    PerformanceResult,
+    SegmentPerformance,
+    realized_performance,
+)
 from setpoint.project import LABEL_COLUMN, PREDICTION_COLUMN
 from setpoint.registry import aliases as alias_ops
+from setpoint.registry.datasets import load_dataset
 from setpoint.registry.feedback import list_feedback
-from setpoint.spec.model import Task
+from setpoint.registry.models import get_version
+from setpoint.settings import get_settings
+from setpoint.spec.model import SplitSpec, Task
+from setpoint.train.split import time_split
 from setpoint.watch.reference import ModelReference, load_reference
 from setpoint.watch.windows import (
     Traffic,
@@ -46,15 +63,36 @@ if TYPE_CHECKING:
     from setpoint.project import Project
     from setpoint.train.model import TabularModel
 
-__all__ = ["MonitorResult", "WindowResult", "monitor_project", "on_event_clock"]
+__all__ = [
+    "SEGMENT_ABSENT",
+    "MonitorResult",
+    "WindowResult",
+    "monitor_project",
+    "on_event_clock",
+    "reference_rows",
+]
 
 _N_BOOT = 300  # bootstrap draws of the realized metric's interval: enough for 2 digits
 _N_DRAWS = 200  # CBPE draws, as estimate_performance's default
+# Rows a side for the domain classifier: 18 fits of 50 trees on at most 10,000
+# rows, about a second a window on two threads, however large the window.
+_MULTIVARIATE_ROWS = 5_000
+# Its leaves need 50 rows (min_data_in_leaf); with fewer rows a side, out of
+# three folds, it can hardly split and would only ever say "no drift".
+_MULTIVARIATE_MIN_ROWS = 150
+SEGMENT_ABSENT = "not in the logged inputs of this window"
 
 
 @dataclass(frozen=True)
 class WindowResult:
-    """One window: its traffic, drift, realized and estimated metric."""
+    """One window: its traffic, drift, realized and estimated metric.
+
+    ``segments`` holds the realized metric per value of each of the spec's
+    segment columns (``skipped`` says why one has none: too few labelled rows,
+    or a column absent from the logged inputs). ``multivariate`` is the domain
+    classifier's verdict when one was asked for, else ``multivariate_skipped``
+    says why there is none.
+    """
 
     start: datetime
     end: datetime
@@ -65,6 +103,9 @@ class WindowResult:
     realized: PerformanceResult | None
     estimate: Estimate | None
     error: EstimationError | None
+    segments: tuple[SegmentPerformance, ...] = ()
+    multivariate: MultivariateDriftResult | None = None
+    multivariate_skipped: str | None = None
 
     def top_drifted(self, count: int = 3) -> tuple[str, ...]:
         """The drifted features that weigh most in the model, most important first."""
@@ -72,24 +113,89 @@ class WindowResult:
         drifted.sort(key=lambda f: (-f.weight, -f.psi, f.name))
         return tuple(f.name for f in drifted[:count])
 
+    def worst_segments(
+        self, metric: str, *, higher_is_better: bool = True, count: int = 3
+    ) -> tuple[SegmentPerformance, ...]:
+        """The measured segments with the worst ``metric``, worst first."""
+        sign = 1.0 if higher_is_better else -1.0
+        scored = [
+            (sign * value, segment)
+            for segment in self.segments
+            if (value := _point(segment, metric)) is not None
+        ]
+        # Ties: the larger segment first, then by name, so the order is reproducible.
+        scored.sort(key=lambda p: (p[0], -p[1].n, p[1].column, str(p[1].segment)))
+        return tuple(segment for _, segment in scored[:count])
+
+    def set_aside(self, metric: str, min_segment_rows: int) -> tuple[str, ...]:
+        """The segments without a value, for a reader: per column, the values with too
+        few labelled rows (their count), then every other reason."""
+        few: dict[str, list[str]] = {}
+        other: list[str] = []
+        for s in self.segments:
+            found = s.metrics.get(metric)
+            name = "(missing)" if s.segment is None else str(s.segment)
+            if s.skipped == SEGMENT_ABSENT:
+                other.append(f"{s.column}: {s.skipped}")
+            elif s.skipped is not None and s.n < min_segment_rows:
+                few.setdefault(s.column, []).append(f"{name} ({s.n})")
+            elif s.skipped is not None:
+                other.append(f"{s.column}={name}: {s.skipped}")
+            elif found is not None and found.value is None:
+                other.append(f"{s.column}={name}: {found.reason}")
+        return (*(f"{column}: {', '.join(names)}" for column, names in few.items()), *other)
+
+    def separating(self, count: int = 3) -> tuple[tuple[str, float], ...]:
+        """The features that most tell a drifted window from the reference, with their share."""
+        found = self.multivariate
+        if found is None or not found.drifted:
+            return ()  # below the threshold, the gain is spread over noise
+        # A crumb of the gain separates nothing worth naming.
+        return tuple((name, share) for name, share in found.top_features[:count] if share >= 0.01)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "n": self.n,
-            "versions": list(self.versions),
-            "n_labelled": self.n_labelled,
-            "drifted_features": list(self.top_drifted(len(self.drift.features))),
-            "drift": self.drift.to_dict(),
-            "realized": None if self.realized is None else self.realized.to_dict(),
-            "estimate": None if self.estimate is None else self.estimate.to_dict(),
-            "error": None if self.error is None else self.error.to_dict(),
-        }
+        realized = None
+        if self.realized is not None:
+            # Its segments are the window's "segments", listed once.
+            realized = {k: v for k, v in self.realized.to_dict().items() if k != "segments"}
+        multivariate: dict[str, Any] | None = None
+        if self.multivariate is not None:
+            multivariate = {**self.multivariate.to_dict(), "skipped": None}
+        elif self.multivariate_skipped is not None:
+            multivariate = {"skipped": self.multivariate_skipped}
+        payload: dict[str, Any] = jsonable(
+            {
+                "start": self.start.isoformat(),
+                "end": self.end.isoformat(),
+                "n": self.n,
+                "versions": list(self.versions),
+                "n_labelled": self.n_labelled,
+                "drifted_features": list(self.top_drifted(len(self.drift.features))),
+                "drift": self.drift.to_dict(),
+                "realized": realized,
+                "segments": [asdict(s) for s in self.segments],
+                "estimate": None if self.estimate is None else self.estimate.to_dict(),
+                "error": None if self.error is None else self.error.to_dict(),
+                "multivariate": multivariate,
+            }
+        )
+        return payload
+
+
+def _point(segment: SegmentPerformance, metric: str) -> float | None:
+    found = segment.metrics.get(metric)
+    return None if segment.skipped is not None or found is None else found.value
 
 
 @dataclass(frozen=True)
 class MonitorResult:
-    """Every window of ``project``'s served traffic, against model ``version``."""
+    """Every window of ``project``'s served traffic, against model ``version``.
+
+    ``segment_columns`` are the spec's segments, each measured where it has at
+    least ``min_segment_rows`` labelled rows in a window; ``higher_is_better``
+    says which way ``metric`` improves; ``multivariate`` whether the domain
+    classifier was run.
+    """
 
     project: str
     version: int
@@ -98,6 +204,10 @@ class MonitorResult:
     window: str
     windows: tuple[WindowResult, ...]
     warnings: tuple[str, ...] = field(default=())
+    segment_columns: tuple[str, ...] = ()
+    min_segment_rows: int = 200
+    higher_is_better: bool = True
+    multivariate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         payload: dict[str, Any] = jsonable(
@@ -106,7 +216,11 @@ class MonitorResult:
                 "version": self.version,
                 "task": self.task,
                 "metric": self.metric,
+                "higher_is_better": self.higher_is_better,
                 "window": self.window,
+                "segment_columns": list(self.segment_columns),
+                "min_segment_rows": self.min_segment_rows,
+                "multivariate": self.multivariate,
                 "warnings": list(self.warnings),
                 "windows": [w.to_dict() for w in self.windows],
             }
@@ -142,8 +256,28 @@ def _current(traffic: Traffic, rows: Window, ref: ModelReference) -> pd.DataFram
     return pd.DataFrame(columns)
 
 
+def _segment_values(inputs: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, pd.Series]:
+    """The window's value of each segment column present in its inputs."""
+    found: dict[str, pd.Series] = {}
+    for name in columns:
+        if name not in inputs or not inputs[name].notna().any():
+            continue
+        values = inputs[name]
+        # A JSON list or object cannot be a group key; its text can.
+        if values.map(lambda v: isinstance(v, list | dict)).any():
+            values = values.map(lambda v: v if v is None else str(v))
+        found[name] = values
+    return found
+
+
 def _performance(
-    meta: pd.DataFrame, model: TabularModel, ref: ModelReference, metric: str
+    meta: pd.DataFrame,
+    model: TabularModel,
+    ref: ModelReference,
+    metric: str,
+    *,
+    segments: Mapping[str, pd.Series],
+    min_segment_rows: int,
 ) -> tuple[int, PerformanceResult | None, Estimate | None, EstimationError | None]:
     binary = model.task is Task.BINARY
     scores = meta["score" if binary else "value"].to_numpy(dtype=np.float64)
@@ -167,6 +301,8 @@ def _performance(
         task=model.task,
         metrics=[metric],
         threshold=ref.threshold,
+        segments={name: values.to_numpy(dtype=object) for name, values in segments.items()},
+        min_segment_rows=min_segment_rows,
         n_boot=_N_BOOT,
     )
     error = None
@@ -185,6 +321,120 @@ def _performance(
     return int(known.sum()), realized, estimate, error
 
 
+def _domain_frame(frame: pd.DataFrame, ref: ModelReference) -> pd.DataFrame:
+    """The model's features typed alike on both sides of the domain classifier.
+
+    Numbers as floats (a logged 3 and a stored 3.0 are one value); categories as
+    text, as the log holds JSON and the dataset may hold numbers or booleans.
+    """
+    columns: dict[str, Any] = {}
+    for name in ref.reference.features:
+        values = frame[name] if name in frame else pd.Series(None, index=frame.index, dtype=object)
+        if ref.reference.columns[name].kind == "numeric":
+            numbers = pd.to_numeric(values.astype(object), errors="coerce")
+            columns[name] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            columns[name] = values.astype(object).map(_text).to_numpy(dtype=object)
+    return pd.DataFrame(columns)
+
+
+def _text(value: Any) -> str | None:
+    return None if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
+
+
+def reference_rows(project: Project, version: int, ref: ModelReference) -> pd.DataFrame:
+    """The held-out rows ``ref`` summarises, as the features the domain classifier reads.
+
+    They are read again from the dataset version model ``version`` was trained
+    on and split as its lineage records. ``ConfigError`` says why when they
+    cannot be rebuilt exactly: the dataset's batches or the row count differ.
+    """
+    lineage = get_version(project.store, project=project.name, version=version).lineage
+    why = f"the held-out rows of model @{version} cannot be rebuilt"
+    try:
+        dataset = lineage["dataset"]
+        split = SplitSpec(**lineage["recipe"]["split"])
+        timestamp = lineage["split"]["timestamp"]
+        names = [*ref.reference.features, *([timestamp] if timestamp else [])]
+        frame, batches = load_dataset(
+            project.store,
+            project=project.name,
+            name=dataset["name"],
+            version=dataset["version"],
+            columns=list(dict.fromkeys(names)),
+        )
+        held_out = time_split(frame, timestamp=timestamp, split=split).test
+    except (SetpointError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{why}: {exc}", version=version) from None
+    if [b.content_hash for b in batches] != list(dataset.get("batches", [])):
+        raise ConfigError(
+            f"{why}: dataset {dataset['name']} v{dataset['version']} no longer holds the "
+            "batches the model was trained on",
+            version=version,
+        )
+    if len(held_out) != ref.reference.n_rows:
+        raise ConfigError(
+            f"{why}: the split gives {len(held_out)} rows, the reference summarises "
+            f"{ref.reference.n_rows}",
+            version=version,
+        )
+    return _domain_frame(frame.iloc[held_out].reset_index(drop=True), ref)
+
+
+def _multivariate(
+    reference: pd.DataFrame, current: pd.DataFrame, ref: ModelReference, *, threads: int
+) -> tuple[MultivariateDriftResult | None, str | None]:
+    smaller = min(len(reference), len(current))
+    if smaller < _MULTIVARIATE_MIN_ROWS:
+        side = "reference" if len(reference) < len(current) else "window"
+        return None, (
+            f"the {side} has {smaller} rows, fewer than the {_MULTIVARIATE_MIN_ROWS} "
+            "a domain classifier needs"
+        )
+    result = domain_classifier_drift(
+        reference,
+        _domain_frame(current, ref),
+        max_rows=_MULTIVARIATE_ROWS,
+        num_threads=threads,
+        seed=0,
+    )
+    return result, None
+
+
+def _select(
+    traffic: Traffic,
+    *,
+    start: datetime | None,
+    stop: datetime | None,
+    version: int | None,
+    project: str,
+    model: int,
+) -> Traffic:
+    """The predictions with ``start <= time < stop`` (of ``version`` only, if given)."""
+    meta = traffic.meta
+    keep = np.ones(len(meta), dtype=bool)
+    if start is not None:
+        keep &= (meta["time"] >= pd.Timestamp(start)).to_numpy()
+    if stop is not None:
+        keep &= (meta["time"] < pd.Timestamp(stop)).to_numpy()
+    if version is not None:
+        keep &= (meta["model_version"] == str(version)).to_numpy()
+    if not keep.any():
+        raise ConfigError(
+            f"No served predictions of project {project!r} fall in "
+            f"[{start.isoformat() if start else 'the first'}, "
+            f"{stop.isoformat() if stop else 'the last'}) for model @{model}; "
+            f"{len(meta)} are logged from {meta['time'].iloc[0].isoformat()} "
+            f"to {meta['time'].iloc[-1].isoformat()}.",
+            since=start,
+            until=stop,
+        )
+    return Traffic(
+        meta=meta[keep].reset_index(drop=True),
+        inputs=traffic.inputs[keep].reset_index(drop=True),
+    )
+
+
 def monitor_project(
     project: Project,
     *,
@@ -193,6 +443,7 @@ def monitor_project(
     until: datetime | None = None,
     version: int | None = None,
     clock: Literal["event", "served"] = "event",
+    multivariate: bool = False,
 ) -> MonitorResult:
     """Monitor the served traffic with ``since <= time < until``, cut into ``window``s.
 
@@ -202,9 +453,18 @@ def monitor_project(
     spec's ``timestamp`` field, when requests carry it), so a replayed or
     backfilled period is judged week by week as it happened; ``"served"`` (and
     records without the field) use the time the server answered.
+
+    The realized metric is also given per value of each of the spec's
+    ``segments`` (values with fewer than the spec's ``gate.min_segment_rows``
+    labelled rows are listed as skipped). ``multivariate=True`` adds the domain
+    classifier's verdict per window (about a second each; see the module docstring).
     """
     spec = parse_window(window)
     start, stop = _utc(since, "since"), _utc(until, "until")
+    if not isinstance(multivariate, bool):
+        raise InvalidParameterError(
+            owner="monitor_project", parameter="multivariate", expected="a bool", got=multivariate
+        )
     only_version = version is not None
     if version is None:
         version = alias_ops.get_alias(project.store.db, project=project.name, alias="champion")
@@ -217,48 +477,68 @@ def monitor_project(
     traffic = load_traffic(project.store, project=project.name)
     if clock == "event" and project.spec.timestamp is not None:
         traffic = on_event_clock(traffic, project.spec.timestamp)
-    meta = traffic.meta
-    keep = np.ones(len(meta), dtype=bool)
-    if start is not None:
-        keep &= (meta["time"] >= pd.Timestamp(start)).to_numpy()
-    if stop is not None:
-        keep &= (meta["time"] < pd.Timestamp(stop)).to_numpy()
-    warnings: list[str] = []
-    if only_version:
-        keep &= (meta["model_version"] == str(version)).to_numpy()
-    if not keep.any():
-        raise ConfigError(
-            f"No served predictions of project {project.name!r} fall in "
-            f"[{start.isoformat() if start else 'the first'}, "
-            f"{stop.isoformat() if stop else 'the last'}) for model @{version}; "
-            f"{len(meta)} are logged from {meta['time'].iloc[0].isoformat()} "
-            f"to {meta['time'].iloc[-1].isoformat()}.",
-            since=start,
-            until=stop,
-        )
-    traffic = Traffic(
-        meta=meta[keep].reset_index(drop=True),
-        inputs=traffic.inputs[keep].reset_index(drop=True),
+    traffic = _select(
+        traffic,
+        start=start,
+        stop=stop,
+        version=version if only_version else None,
+        project=project.name,
+        model=version,
     )
     traffic = join_feedback(traffic, list_feedback(project.store.db, project=project.name))
     importances = model.feature_importance()
+    warnings: list[str] = []
     if ref.calibration is not None and not ref.calibration.calibrated:
         warnings.append(
             f"model @{version} was not calibrated enough on its reference rows "
             f"({ref.calibration.reason}): estimated metrics may be off"
         )
+    segment_columns = tuple(dict.fromkeys(project.spec.segments))
+    absent = [name for name in segment_columns if name not in traffic.inputs]
+    if absent:
+        warnings.append(
+            f"segment column(s) {absent} of the spec are in no logged input: no realized "
+            "metric per segment for them"
+        )
+    min_segment_rows = project.spec.gate.min_segment_rows
+    reference: pd.DataFrame | None = None
+    unavailable: str | None = None
+    if multivariate:
+        try:
+            reference = reference_rows(project, version, ref)
+        except ConfigError as exc:
+            unavailable = str(exc)
+            warnings.append(f"no multivariate drift: {unavailable}")
+    threads = get_settings().num_threads
     results: list[WindowResult] = []
     for rows in cut_windows(traffic.meta["time"], spec):
         window_meta = traffic.meta.iloc[rows.positions]
+        window_inputs = traffic.inputs.iloc[rows.positions]
+        current = _current(traffic, rows, ref)
         drift = detect_drift(
             ref.reference,
-            _current(traffic, rows, ref),
+            current,
             importances=importances,
             share_threshold=project.spec.monitoring.max_drift_share,
         )
+        by_segment = _segment_values(window_inputs, segment_columns)
         labelled, realized, estimate, error = _performance(
-            window_meta, model, ref, project.spec.metric
+            window_meta,
+            model,
+            ref,
+            project.spec.metric,
+            segments=by_segment,
+            min_segment_rows=min_segment_rows,
         )
+        segments = [] if realized is None else list(realized.segments)
+        segments += [
+            SegmentPerformance(name, None, labelled, None, {}, skipped=SEGMENT_ABSENT)
+            for name in segment_columns
+            if name not in by_segment
+        ]
+        verdict, skipped = None, unavailable
+        if reference is not None:
+            verdict, skipped = _multivariate(reference, current, ref, threads=threads)
         results.append(
             WindowResult(
                 start=rows.start,
@@ -270,6 +550,9 @@ def monitor_project(
                 realized=realized,
                 estimate=estimate,
                 error=error,
+                segments=tuple(segments),
+                multivariate=verdict,
+                multivariate_skipped=skipped,
             )
         )
     return MonitorResult(
@@ -280,6 +563,10 @@ def monitor_project(
         window=spec.text,
         windows=tuple(results),
         warnings=tuple(warnings),
+        segment_columns=segment_columns,
+        min_segment_rows=min_segment_rows,
+        higher_is_better=project.spec.higher_is_better,
+        multivariate=multivariate,
     )
 
 
