@@ -28,7 +28,7 @@ from setpoint.serve.gauges import MONITOR_FAMILIES, MonitorGauges, render_window
 from setpoint.spec.loader import SPEC_FILE, dump_spec
 from setpoint.store.db import Database
 from setpoint.store.workspace import Store
-from setpoint.watch.run import WindowResult
+from setpoint.watch.results import WindowResult
 
 Series = tuple[tuple[str, str], ...]
 START = datetime(2013, 8, 7, tzinfo=UTC)

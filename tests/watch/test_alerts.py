@@ -28,7 +28,8 @@ from setpoint.serve.predlog import PredictionLog
 from setpoint.spec.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.spec.model import MonitoringSpec
 from setpoint.watch.alerts import check_alerts, raise_alerts, redact
-from setpoint.watch.run import MonitorResult, monitor_project
+from setpoint.watch.results import MonitorResult
+from setpoint.watch.run import monitor_project
 from watch.test_windows import MONDAY, PER_WEEK, held_out, log_rows
 
 

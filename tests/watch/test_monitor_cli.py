@@ -128,6 +128,22 @@ def test_monitor_table_names_the_drifted_feature(served: tuple[Path, list[int]])
     assert "yes" in temp_row
 
 
+def test_a_second_run_reads_unchanged_windows_back(served: tuple[Path, list[int]]) -> None:
+    command = ("monitor", "-C", str(served[0]), "--window", "7rows", "--clock", "served")
+    first = setpoint(*command, "--recompute", "--format", "json", cwd=served[0].parent)
+    assert first.returncode == 0, first.stderr
+    computed = json.loads(first.stdout)
+    assert computed["reused"] == 0
+    again = setpoint(*command, "--format", "json", cwd=served[0].parent)
+    assert again.returncode == 0, again.stderr
+    read_back = json.loads(again.stdout)
+    assert read_back["reused"] == len(computed["windows"]) > 1
+    assert read_back["windows"] == computed["windows"]
+    table = setpoint(*command, cwd=served[0].parent)
+    n = len(computed["windows"])
+    assert f"{n} of {n} windows read back from the store" in table.stdout
+
+
 def test_bad_window_and_dates_are_refused(served: tuple[Path, list[int]]) -> None:
     root = served[0]
     assert_user_error(setpoint("monitor", "--window", "3x", cwd=root), "--window", "5000rows")

@@ -19,7 +19,8 @@ from setpoint.errors import MissingExtraError
 from setpoint.project import Project
 from setpoint.watch.reference import load_reference
 from setpoint.watch.report import window_inputs, write_report
-from setpoint.watch.run import MonitorResult, monitor_project
+from setpoint.watch.results import MonitorResult
+from setpoint.watch.run import monitor_project
 from watch.test_alerts import build_logged
 from watch.test_windows import MONDAY, PER_WEEK
 

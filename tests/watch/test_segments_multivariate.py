@@ -29,7 +29,8 @@ from setpoint.serve.predlog import PredictionLog
 from setpoint.spec.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.spec.model import GatePolicy, ModelRecipe, SplitSpec
 from setpoint.watch.reference import load_reference
-from setpoint.watch.run import SEGMENT_ABSENT, MonitorResult, monitor_project, reference_rows
+from setpoint.watch.results import SEGMENT_ABSENT, MonitorResult
+from setpoint.watch.run import monitor_project, reference_rows
 from watch.test_monitor_cli import assert_user_error
 from watch.test_windows import MONDAY, PER_WEEK, held_out, log_rows
 

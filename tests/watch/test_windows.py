@@ -8,6 +8,7 @@ the real model; the third week's temperatures are shifted by +30 degrees.
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from setpoint.errors import ConfigError, StoreError
 from setpoint.project import REFERENCE_FILE, TABULAR_KIND, Project
 from setpoint.registry.feedback import record_feedback
 from setpoint.registry.models import register_model
+from setpoint.registry.monitoring import load_windows
 from setpoint.serve.predlog import PredictionLog
-from setpoint.watch.run import MonitorResult, monitor_project
+from setpoint.watch.results import MonitorResult, WindowResult
+from setpoint.watch.run import monitor_project
 from setpoint.watch.windows import cut_windows, load_traffic, parse_window
 
 MONDAY = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
@@ -273,3 +276,51 @@ def test_the_event_clock_orders_by_each_records_own_time() -> None:
         "2013-08-02T10:00:00+00:00",
     ]
     assert (timed.meta["served_at"] == served[0]).all()
+
+
+def test_a_stored_window_reads_back_as_the_window_computed(weekly: MonitorResult) -> None:
+    for window in weekly.windows:
+        stored = json.loads(json.dumps(window.to_dict(), allow_nan=False))
+        assert WindowResult.from_dict(stored).to_dict() == window.to_dict()
+
+
+def test_windows_are_stored_and_only_a_changed_one_is_computed_again(
+    monitored: tuple[Project, pd.DataFrame], tmp_path: Path
+) -> None:
+    base, pool = monitored
+    assert base.store.home.is_relative_to(base.root)
+    root = shutil.copytree(base.root, tmp_path / "flights", ignore=shutil.ignore_patterns("run"))
+    project = Project.open(root)
+    db = project.store.db
+
+    # (the module's fixture has already stored these windows in the copied store)
+    first = monitor_project(project, window="1w", clock="served", reuse=False)
+    assert first.reused == 0
+    stored = load_windows(db, project="flights", version=1, window="1w", clock="served")
+    assert [(s.start, s.n, s.n_labelled) for s in stored] == [
+        (w.start, w.n, w.n_labelled) for w in first.windows
+    ]
+
+    again = monitor_project(project, window="1w", clock="served")
+    assert again.reused == 3
+    assert [w.to_dict() for w in again.windows] == [w.to_dict() for w in first.windows]
+
+    # labels of the third week arrive: that window, and only it, is computed again
+    late = [int(v) for v in pool["late"]]
+    record_feedback(
+        db,
+        project="flights",
+        items=[{"request_id": f"c{i}", "label": late[2 * PER_WEEK + i]} for i in range(250)],
+    )
+    third = monitor_project(project, window="1w", clock="served")
+    assert third.reused == 2
+    assert [w.n_labelled for w in third.windows] == [300, 100, 250]
+    assert third.windows[2].realized is not None
+    latest = load_windows(db, project="flights", version=1, window="1w", clock="served")[-1]
+    assert latest.n_labelled == 250
+
+    # other options are other windows; --recompute computes everything and agrees
+    assert monitor_project(project, window="1d", clock="served").reused == 0
+    fresh = monitor_project(project, window="1w", clock="served", reuse=False)
+    assert fresh.reused == 0
+    assert [w.to_dict() for w in fresh.windows] == [w.to_dict() for w in third.windows]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from setpoint.project import Project
     from setpoint.watch.alerts import AlertOutcome
-    from setpoint.watch.run import MonitorResult, WindowResult
+    from setpoint.watch.results import MonitorResult, WindowResult
 
 __all__ = ["register"]
 
@@ -120,6 +120,14 @@ def _monitor(
             "threshold and the features that separate the two.",
         ),
     ] = False,
+    recompute: Annotated[
+        bool,
+        typer.Option(
+            "--recompute",
+            help="Compute every window again, even those stored unchanged since an earlier "
+            "run (windows are kept in the store; only new traffic or labels recompute one).",
+        ),
+    ] = False,
 ) -> None:
     """Whether the served inputs drifted and whether the model got worse, per window.
 
@@ -158,6 +166,7 @@ def _monitor(
         version=version,
         clock=clock.value,
         multivariate=multivariate,
+        reuse=not recompute,
     )
     if html is not None:
         _report(project, result, html, clock=clock.value, only_version=version is not None)
@@ -294,6 +303,11 @@ def _print(result: MonitorResult) -> None:
             ],
         )
     )
+    if result.reused:
+        console.print(
+            f"{result.reused} of {len(result.windows)} windows read back from the store, "
+            "unchanged since computed (--recompute computes them again)."
+        )
     for warning in result.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
 

@@ -35,7 +35,7 @@ from setpoint.store.tables import events
 if TYPE_CHECKING:
     from setpoint.project import Project
     from setpoint.spec.model import AlertRule, MonitoringSpec
-    from setpoint.watch.run import MonitorResult, WindowResult
+    from setpoint.watch.results import MonitorResult, WindowResult
 
 __all__ = [
     "ALERT_EVENT",

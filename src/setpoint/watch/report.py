@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from setpoint.monitor.drift import FeatureDrift
     from setpoint.monitor.reference import Reference
     from setpoint.project import Project
-    from setpoint.watch.run import MonitorResult, WindowResult
+    from setpoint.watch.results import MonitorResult, WindowResult
 
 __all__ = ["window_inputs", "write_report"]
 

@@ -17,15 +17,16 @@ from the dataset version the model was trained on, split as training split it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from setpoint._json import jsonable
+from setpoint import __version__
 from setpoint.errors import ConfigError, InvalidParameterError, NotFoundError, SetpointError
 from setpoint.monitor.cbpe import (
     CBPE_METRICS,
@@ -34,7 +35,7 @@ from setpoint.monitor.cbpe import (
     estimate_performance,
     estimation_error,
 )
-from setpoint.monitor.drift import DriftReport, detect_drift
+from setpoint.monitor.drift import detect_drift
 from setpoint.monitor.multivariate import MultivariateDriftResult, domain_classifier_drift
 from setpoint.monitor.performance import (
     PerformanceResult,
@@ -46,10 +47,12 @@ from setpoint.registry import aliases as alias_ops
 from setpoint.registry.datasets import load_dataset
 from setpoint.registry.feedback import list_feedback
 from setpoint.registry.models import get_version
+from setpoint.registry.monitoring import StoredWindow, load_windows, save_windows
 from setpoint.settings import get_settings
 from setpoint.spec.model import SplitSpec, Task
 from setpoint.train.split import time_split
 from setpoint.watch.reference import ModelReference, load_reference
+from setpoint.watch.results import SEGMENT_ABSENT, MonitorResult, WindowResult
 from setpoint.watch.windows import (
     Traffic,
     Window,
@@ -64,9 +67,6 @@ if TYPE_CHECKING:
     from setpoint.train.model import TabularModel
 
 __all__ = [
-    "SEGMENT_ABSENT",
-    "MonitorResult",
-    "WindowResult",
     "monitor_project",
     "on_event_clock",
     "reference_rows",
@@ -80,152 +80,6 @@ _MULTIVARIATE_ROWS = 5_000
 # Its leaves need 50 rows (min_data_in_leaf); with fewer rows a side, out of
 # three folds, it can hardly split and would only ever say "no drift".
 _MULTIVARIATE_MIN_ROWS = 150
-SEGMENT_ABSENT = "not in the logged inputs of this window"
-
-
-@dataclass(frozen=True)
-class WindowResult:
-    """One window: its traffic, drift, realized and estimated metric.
-
-    ``segments`` holds the realized metric per value of each of the spec's
-    segment columns (``skipped`` says why one has none: too few labelled rows,
-    or a column absent from the logged inputs). ``multivariate`` is the domain
-    classifier's verdict when one was asked for, else ``multivariate_skipped``
-    says why there is none.
-    """
-
-    start: datetime
-    end: datetime
-    n: int
-    versions: tuple[str, ...]
-    n_labelled: int
-    drift: DriftReport
-    realized: PerformanceResult | None
-    estimate: Estimate | None
-    error: EstimationError | None
-    segments: tuple[SegmentPerformance, ...] = ()
-    multivariate: MultivariateDriftResult | None = None
-    multivariate_skipped: str | None = None
-
-    def top_drifted(self, count: int = 3) -> tuple[str, ...]:
-        """The drifted features that weigh most in the model, most important first."""
-        drifted = [f for f in self.drift.features if f.drifted]
-        drifted.sort(key=lambda f: (-f.weight, -f.psi, f.name))
-        return tuple(f.name for f in drifted[:count])
-
-    def worst_segments(
-        self, metric: str, *, higher_is_better: bool = True, count: int = 3
-    ) -> tuple[SegmentPerformance, ...]:
-        """The measured segments with the worst ``metric``, worst first."""
-        sign = 1.0 if higher_is_better else -1.0
-        scored = [
-            (sign * value, segment)
-            for segment in self.segments
-            if (value := _point(segment, metric)) is not None
-        ]
-        # Ties: the larger segment first, then by name, so the order is reproducible.
-        scored.sort(key=lambda p: (p[0], -p[1].n, p[1].column, str(p[1].segment)))
-        return tuple(segment for _, segment in scored[:count])
-
-    def set_aside(self, metric: str, min_segment_rows: int) -> tuple[str, ...]:
-        """The segments without a value, for a reader: per column, the values with too
-        few labelled rows (their count), then every other reason."""
-        few: dict[str, list[str]] = {}
-        other: list[str] = []
-        for s in self.segments:
-            found = s.metrics.get(metric)
-            name = "(missing)" if s.segment is None else str(s.segment)
-            if s.skipped == SEGMENT_ABSENT:
-                other.append(f"{s.column}: {s.skipped}")
-            elif s.skipped is not None and s.n < min_segment_rows:
-                few.setdefault(s.column, []).append(f"{name} ({s.n})")
-            elif s.skipped is not None:
-                other.append(f"{s.column}={name}: {s.skipped}")
-            elif found is not None and found.value is None:
-                other.append(f"{s.column}={name}: {found.reason}")
-        return (*(f"{column}: {', '.join(names)}" for column, names in few.items()), *other)
-
-    def separating(self, count: int = 3) -> tuple[tuple[str, float], ...]:
-        """The features that most tell a drifted window from the reference, with their share."""
-        found = self.multivariate
-        if found is None or not found.drifted:
-            return ()  # below the threshold, the gain is spread over noise
-        # A crumb of the gain separates nothing worth naming.
-        return tuple((name, share) for name, share in found.top_features[:count] if share >= 0.01)
-
-    def to_dict(self) -> dict[str, Any]:
-        realized = None
-        if self.realized is not None:
-            # Its segments are the window's "segments", listed once.
-            realized = {k: v for k, v in self.realized.to_dict().items() if k != "segments"}
-        multivariate: dict[str, Any] | None = None
-        if self.multivariate is not None:
-            multivariate = {**self.multivariate.to_dict(), "skipped": None}
-        elif self.multivariate_skipped is not None:
-            multivariate = {"skipped": self.multivariate_skipped}
-        payload: dict[str, Any] = jsonable(
-            {
-                "start": self.start.isoformat(),
-                "end": self.end.isoformat(),
-                "n": self.n,
-                "versions": list(self.versions),
-                "n_labelled": self.n_labelled,
-                "drifted_features": list(self.top_drifted(len(self.drift.features))),
-                "drift": self.drift.to_dict(),
-                "realized": realized,
-                "segments": [asdict(s) for s in self.segments],
-                "estimate": None if self.estimate is None else self.estimate.to_dict(),
-                "error": None if self.error is None else self.error.to_dict(),
-                "multivariate": multivariate,
-            }
-        )
-        return payload
-
-
-def _point(segment: SegmentPerformance, metric: str) -> float | None:
-    found = segment.metrics.get(metric)
-    return None if segment.skipped is not None or found is None else found.value
-
-
-@dataclass(frozen=True)
-class MonitorResult:
-    """Every window of ``project``'s served traffic, against model ``version``.
-
-    ``segment_columns`` are the spec's segments, each measured where it has at
-    least ``min_segment_rows`` labelled rows in a window; ``higher_is_better``
-    says which way ``metric`` improves; ``multivariate`` whether the domain
-    classifier was run.
-    """
-
-    project: str
-    version: int
-    task: str
-    metric: str
-    window: str
-    windows: tuple[WindowResult, ...]
-    warnings: tuple[str, ...] = field(default=())
-    segment_columns: tuple[str, ...] = ()
-    min_segment_rows: int = 200
-    higher_is_better: bool = True
-    multivariate: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        payload: dict[str, Any] = jsonable(
-            {
-                "project": self.project,
-                "version": self.version,
-                "task": self.task,
-                "metric": self.metric,
-                "higher_is_better": self.higher_is_better,
-                "window": self.window,
-                "segment_columns": list(self.segment_columns),
-                "min_segment_rows": self.min_segment_rows,
-                "multivariate": self.multivariate,
-                "warnings": list(self.warnings),
-                "windows": [w.to_dict() for w in self.windows],
-            }
-        )
-        return payload
 
 
 def _utc(value: datetime | None, parameter: str) -> datetime | None:
@@ -444,6 +298,8 @@ def monitor_project(
     version: int | None = None,
     clock: Literal["event", "served"] = "event",
     multivariate: bool = False,
+    reuse: bool = True,
+    save: bool = True,
 ) -> MonitorResult:
     """Monitor the served traffic with ``since <= time < until``, cut into ``window``s.
 
@@ -458,6 +314,12 @@ def monitor_project(
     ``segments`` (values with fewer than the spec's ``gate.min_segment_rows``
     labelled rows are listed as skipped). ``multivariate=True`` adds the domain
     classifier's verdict per window (about a second each; see the module docstring).
+
+    Windows are kept in the metadata store (``save``), each with a fingerprint
+    of what it was computed from: its rows and labels, the spec, the options and
+    this version of setpoint. With ``reuse``, a window whose fingerprint has not
+    changed since is read back instead of computed again, so a run after new
+    traffic computes only the windows that traffic (or its labels) reached.
     """
     spec = parse_window(window)
     start, stop = _utc(since, "since"), _utc(until, "until")
@@ -510,9 +372,31 @@ def monitor_project(
             unavailable = str(exc)
             warnings.append(f"no multivariate drift: {unavailable}")
     threads = get_settings().num_threads
+    effective_clock = "event" if clock == "event" and project.spec.timestamp else "served"
+    context = _context(project, version, spec.text, only_version, multivariate, start, stop)
+    stored: dict[datetime, StoredWindow] = {}
+    if reuse:
+        stored = {
+            w.start: w
+            for w in load_windows(
+                project.store.db,
+                project=project.name,
+                version=version,
+                window=spec.text,
+                clock=effective_clock,
+            )
+        }
     results: list[WindowResult] = []
+    fresh: list[StoredWindow] = []
+    reused = 0
     for rows in cut_windows(traffic.meta["time"], spec):
         window_meta = traffic.meta.iloc[rows.positions]
+        fingerprint = _fingerprint(context, rows, window_meta)
+        earlier = _read_back(stored.get(rows.start), fingerprint)
+        if earlier is not None:
+            results.append(earlier)
+            reused += 1
+            continue
         window_inputs = traffic.inputs.iloc[rows.positions]
         current = _current(traffic, rows, ref)
         drift = detect_drift(
@@ -555,6 +439,18 @@ def monitor_project(
                 multivariate_skipped=skipped,
             )
         )
+        fresh.append(
+            _to_store(project.name, version, spec.text, effective_clock, results[-1], fingerprint)
+        )
+    if save and fresh:
+        save_windows(
+            project.store.db,
+            project=project.name,
+            version=version,
+            window=spec.text,
+            clock=effective_clock,
+            windows=fresh,
+        )
     return MonitorResult(
         project=project.name,
         version=version,
@@ -567,6 +463,71 @@ def monitor_project(
         min_segment_rows=min_segment_rows,
         higher_is_better=project.spec.higher_is_better,
         multivariate=multivariate,
+        reused=reused,
+    )
+
+
+def _context(
+    project: Project,
+    version: int,
+    window: str,
+    only_version: bool,
+    multivariate: bool,
+    start: datetime | None,
+    stop: datetime | None,
+) -> str:
+    """What every window of this run is computed from besides its own rows."""
+    return json.dumps(
+        {
+            "setpoint": __version__,
+            "spec": project.spec.model_dump(mode="json"),
+            "version": version,
+            "window": window,
+            "only_version": only_version,
+            "multivariate": multivariate,
+            "since": None if start is None else start.isoformat(),
+            "until": None if stop is None else stop.isoformat(),
+        },
+        sort_keys=True,
+    )
+
+
+def _fingerprint(context: str, rows: Window, meta: pd.DataFrame) -> str:
+    # The log is append-only and a label, once stored, never changes (a contradicting
+    # one is refused), so the rows' count, span and request ids and the labels' count
+    # say whether a window changed.
+    digest = hashlib.sha256(context.encode())
+    digest.update(f"{rows.start.isoformat()}|{rows.end.isoformat()}|{len(meta)}".encode())
+    digest.update(f"|{int(meta['label'].notna().sum())}|".encode())
+    ids = meta["request_id"].astype(str) + ":" + meta["index"].astype(str)
+    digest.update("\n".join(sorted(ids)).encode())
+    return digest.hexdigest()
+
+
+def _read_back(found: StoredWindow | None, fingerprint: str) -> WindowResult | None:
+    if found is None or found.fingerprint != fingerprint:
+        return None
+    try:
+        return WindowResult.from_dict(found.result)
+    except (TypeError, ValueError, KeyError):  # another shape: compute it again
+        return None
+
+
+def _to_store(
+    project: str, version: int, window: str, clock: str, result: WindowResult, fingerprint: str
+) -> StoredWindow:
+    return StoredWindow(
+        project=project,
+        version=version,
+        window=window,
+        clock=clock,
+        start=result.start,
+        end=result.end,
+        n=result.n,
+        n_labelled=result.n_labelled,
+        fingerprint=fingerprint,
+        result=result.to_dict(),
+        computed_at=datetime.now(UTC),
     )
 
 
