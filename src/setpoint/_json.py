@@ -19,7 +19,35 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["jsonable", "revive"]
+__all__ = ["dumps", "jsonable", "loads", "revive"]
+
+try:  # orjson comes with the ``serve`` extra; several times faster on logged predictions
+    import orjson
+
+    def dumps(value: Any) -> bytes:
+        """Compact JSON of ``value``; NaN and inf as null, numpy values as numbers."""
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+        except TypeError:
+            return orjson.dumps(jsonable(value))
+
+    def loads(data: bytes | str) -> Any:
+        """The value of JSON text."""
+        return orjson.loads(data)
+
+except ImportError:  # pragma: no cover - exercised only without the extra
+    import json
+
+    def dumps(value: Any) -> bytes:
+        """Compact JSON of ``value``; NaN and inf as null, numpy values as numbers."""
+        try:
+            return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError):
+            return json.dumps(jsonable(value), separators=(",", ":")).encode()
+
+    def loads(data: bytes | str) -> Any:
+        """The value of JSON text."""
+        return json.loads(data)
 
 
 def jsonable(value: Any) -> Any:

@@ -22,7 +22,6 @@ in tests) it is an ``executemany`` INSERT.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import operator
 import re
@@ -38,30 +37,13 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from setpoint._json import jsonable
+from setpoint._json import dumps
 from setpoint.errors import InvalidParameterError, StoreError
 from setpoint.serve.predlog import SCHEMA
 from setpoint.store.db import Database, redact_url
 from setpoint.store.tables import predictions
 
 __all__ = ["DatabasePredictionLog"]
-
-try:  # orjson is in the ``serve`` extra; it is several times faster than json here
-    import orjson
-
-    def _dumps(value: Any) -> str:
-        try:
-            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-        except TypeError:
-            return orjson.dumps(jsonable(value)).decode()
-
-except ImportError:  # pragma: no cover - exercised only without the extra
-
-    def _dumps(value: Any) -> str:
-        try:
-            return json.dumps(value, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError):
-            return json.dumps(jsonable(value), separators=(",", ":"))
 
 
 _OWNER = "DatabasePredictionLog"
@@ -101,7 +83,7 @@ def _text(value: Any) -> str:
 
 def _json(value: Any, parameter: str) -> str:
     try:
-        text = _dumps(value)
+        text = dumps(value).decode()
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(
             owner=_OWNER, parameter=f"record[{parameter!r}]", expected="JSON", got=str(exc)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import struct
@@ -37,36 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from setpoint._json import jsonable
+from setpoint._json import dumps, loads
 from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
 
 __all__ = ["SCHEMA", "PredictionLog", "read_log", "read_logs", "seal_segments"]
 
 log = logging.getLogger(__name__)
-
-try:  # orjson is in the ``serve`` extra; it is several times faster than json here
-    import orjson
-
-    def _dumps(value: Any) -> bytes:
-        try:
-            return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
-        except TypeError:
-            return orjson.dumps(jsonable(value))
-
-    def _loads(data: bytes) -> Any:
-        return orjson.loads(data)
-
-except ImportError:  # pragma: no cover - exercised only without the extra
-
-    def _dumps(value: Any) -> bytes:
-        try:
-            return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError):
-            return json.dumps(jsonable(value), separators=(",", ":")).encode()
-
-    def _loads(data: bytes) -> Any:
-        return json.loads(data)
-
 
 SCHEMA = pa.schema(
     [
@@ -155,11 +130,11 @@ def _encode(record: Mapping[str, Any]) -> bytes:
         "time": time.time_ns() // 1000 if when is None else _micros(when, "record['time']"),
         "model_version": str(record["model_version"]),
         "role": str(record.get("role", "champion")),
-        "inputs": _dumps(record["inputs"]).decode(),
-        "output": _dumps(record["output"]).decode(),
+        "inputs": dumps(record["inputs"]).decode(),
+        "output": dumps(record["output"]).decode(),
         "latency_ms": float(record["latency_ms"]),
     }
-    payload = _dumps(row)
+    payload = dumps(row)
     if len(payload) > _MAX_RECORD:
         raise InvalidParameterError(
             owner=_OWNER, parameter="record", expected="at most 16 MiB as JSON", got=len(payload)
@@ -168,7 +143,7 @@ def _encode(record: Mapping[str, Any]) -> bytes:
 
 
 def _table(payloads: list[bytes]) -> pa.Table:
-    rows = [_loads(p) for p in payloads]
+    rows = [loads(p) for p in payloads]
     return pa.table({f.name: pa.array([r[f.name] for r in rows], f.type) for f in SCHEMA}, SCHEMA)
 
 

@@ -14,7 +14,6 @@ WindowSpec(text='1w', unit='w', size=1)
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
+from setpoint._json import loads
 from setpoint.errors import ConfigError, StoreError
 from setpoint.serve.predlog import read_logs
 
@@ -117,7 +117,7 @@ def _read_log(store: Store, project: str) -> pa.Table:
 def _decoded(texts: list[str | None]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for text in texts:
-        value = json.loads(text) if text else None
+        value = loads(text) if text else None
         # an output that is not an object (a bare number) is a regression value
         out.append(value if isinstance(value, dict) else {"value": value})
     return out
