@@ -37,7 +37,7 @@ def events(cache: Path) -> pd.DataFrame:
 
 def build_project(
     root: Path, frame: pd.DataFrame, *, serving: dict[str, Any] | None = None
-) -> Project:
+) -> None:
     """Ingest ``frame``, train version 1 (champion) and version 2 (registered, not promoted)."""
     root.mkdir(parents=True, exist_ok=True)
     spec = quickstart_spec().model_copy(
