@@ -129,7 +129,15 @@ def test_monitor_table_names_the_drifted_feature(served: tuple[Path, list[int]])
 
 
 def test_a_second_run_reads_unchanged_windows_back(served: tuple[Path, list[int]]) -> None:
-    command = ("monitor", "-C", str(served[0]), "--window", "7rows", "--clock", "served")
+    command = (
+        "monitor",
+        "-C",
+        str(served[0]),
+        "--window",
+        f"{PER_WINDOW}rows",
+        "--clock",
+        "served",
+    )
     first = setpoint(*command, "--recompute", "--format", "json", cwd=served[0].parent)
     assert first.returncode == 0, first.stderr
     computed = json.loads(first.stdout)
