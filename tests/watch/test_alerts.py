@@ -24,13 +24,12 @@ from _support.serving import build_project, events, free_port
 from setpoint.project import Project
 from setpoint.registry.events import list_events
 from setpoint.registry.feedback import record_feedback
-from setpoint.serve.predlog import PredictionLog
 from setpoint.spec.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.spec.model import MonitoringSpec
 from setpoint.watch.alerts import check_alerts, raise_alerts, redact
 from setpoint.watch.results import MonitorResult
 from setpoint.watch.run import monitor_project
-from watch.test_windows import MONDAY, PER_WEEK, held_out, log_rows
+from watch.test_windows import MONDAY, PER_WEEK, log_three_weeks
 
 
 def build_logged(cache: Path, root: Path) -> Path:
@@ -38,18 +37,7 @@ def build_logged(cache: Path, root: Path) -> Path:
     frame = events(cache)
     build_project(root, frame)
     project = Project.open(root)
-    pool = held_out(frame).sample(3 * PER_WEEK, random_state=1).reset_index(drop=True)
-    rows = []
-    for week in range(3):
-        rows += log_rows(
-            project,
-            pool.iloc[week * PER_WEEK : (week + 1) * PER_WEEK],
-            start=MONDAY + timedelta(days=7 * week),
-            prefix=f"w{week}-",
-            shift=30.0 if week == 2 else 0.0,
-        )
-    with PredictionLog(project.store.home / "predictions" / "flights" / "w0") as plog:
-        plog.append_many(rows)
+    pool, _ = log_three_weeks(project, frame)
     late = [int(v) for v in pool["late"]]
     feedback = [{"request_id": f"w0-{i}", "label": late[i]} for i in range(300)]
     feedback += [{"request_id": f"w1-{i}", "label": late[PER_WEEK + i]} for i in range(300)]

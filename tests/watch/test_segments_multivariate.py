@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +24,13 @@ from setpoint.errors import ConfigError, InvalidParameterError
 from setpoint.project import Project
 from setpoint.quickstart.run import quickstart_spec
 from setpoint.registry.feedback import record_feedback
-from setpoint.serve.predlog import PredictionLog
 from setpoint.spec.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.spec.model import GatePolicy, ModelRecipe, SplitSpec
 from setpoint.watch.reference import load_reference
 from setpoint.watch.results import SEGMENT_ABSENT, MonitorResult
 from setpoint.watch.run import monitor_project, reference_rows
 from watch.test_monitor_cli import assert_user_error
-from watch.test_windows import MONDAY, PER_WEEK, held_out, log_rows
+from watch.test_windows import PER_WEEK, log_three_weeks
 
 MIN_ROWS = 40  # the spec's gate.min_segment_rows: a few carriers reach it in a week
 ABSENT = "terminal"  # a segment column no request carries
@@ -60,18 +58,7 @@ def build(cache: Path, root: Path) -> tuple[Path, str]:
     spec = spec.model_copy(update={"segments": [*spec.segments, ABSENT]})
     (root / SPEC_FILE).write_text(dump_spec(spec), encoding="utf-8")
     project = Project.open(root)
-    pool = held_out(frame).sample(3 * PER_WEEK, random_state=1).reset_index(drop=True)
-    rows = []
-    for week in range(3):
-        rows += log_rows(
-            project,
-            pool.iloc[week * PER_WEEK : (week + 1) * PER_WEEK],
-            start=MONDAY + timedelta(days=7 * week),
-            prefix=f"w{week}-",
-            shift=30.0 if week == 2 else 0.0,
-        )
-    with PredictionLog(project.store.home / "predictions" / "flights" / "w0") as plog:
-        plog.append_many(rows)
+    pool, rows = log_three_weeks(project, frame)
     labelled = pool.iloc[: 2 * PER_WEEK].assign(
         score=[r["output"]["score"] for r in rows[: 2 * PER_WEEK]]
     )

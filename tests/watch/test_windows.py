@@ -72,6 +72,26 @@ def log_rows(
     ]
 
 
+def log_three_weeks(
+    project: Project, frame: pd.DataFrame
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Log three weeks of held-out flights from MONDAY, the third 30 degrees warmer;
+    the flights (in logged order) and the logged rows, request ids ``w<week>-<i>``."""
+    pool = held_out(frame).sample(3 * PER_WEEK, random_state=1).reset_index(drop=True)
+    rows: list[dict[str, Any]] = []
+    for week in range(3):
+        rows += log_rows(
+            project,
+            pool.iloc[week * PER_WEEK : (week + 1) * PER_WEEK],
+            start=MONDAY + timedelta(days=7 * week),
+            prefix=f"w{week}-",
+            shift=30.0 if week == 2 else 0.0,
+        )
+    with PredictionLog(project.store.home / "predictions" / "flights" / "w0") as plog:
+        plog.append_many(rows)
+    return pool, rows
+
+
 @pytest.fixture(scope="module")
 def monitored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, pd.DataFrame]:
     frame = events(tmp_path_factory.mktemp("cache"))
