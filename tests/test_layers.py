@@ -24,6 +24,20 @@ ALLOWED: dict[str, set[str]] = {
     | {"spec", "store", "data", "train", "monitor", "registry", "project", "quickstart"},
     "watch": BASE
     | {"spec", "store", "data", "train", "monitor", "registry", "project", "serve", "watch"},
+    "autopilot": BASE
+    | {
+        "spec",
+        "store",
+        "data",
+        "train",
+        "monitor",
+        "registry",
+        "project",
+        "quickstart",
+        "serve",
+        "watch",
+        "autopilot",
+    },
     "client": {"errors", "_json", "client"},
     # the package's __init__ only resolves setpoint.Client lazily
     "__init__": {"client"},
@@ -38,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
         "quickstart",
         "serve",
         "watch",
+        "autopilot",
         "client",
         "cli",
     },

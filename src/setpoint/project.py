@@ -246,6 +246,28 @@ class Project:
         self._record(decision, promote=promote)
         return TrainOutcome(version=registered, result=result, decision=decision)
 
+    def register_trained(
+        self,
+        result: TrainResult,
+        *,
+        frame: pd.DataFrame,
+        lineage: dict[str, Any],
+        numeric: list[str],
+        categorical: list[str],
+    ) -> ModelVersion:
+        """Register a model trained outside ``train`` (the autopilot's), with its reference."""
+        files = result.model.to_files()
+        files[REFERENCE_FILE] = _reference_document(frame, result, numeric, categorical)
+        return register_model(
+            self.store,
+            project=self.name,
+            kind=TABULAR_KIND,
+            files=files,
+            lineage=lineage,
+            metrics={"slices": result.metrics, "segments": result.segment_metrics},
+            params=result.params,
+        )
+
     def promote(self, version: int, *, reason: str = "", force: bool = False) -> GateDecision:
         """Put ``version`` through the gate; it becomes champion if it passes (or if forced)."""
         if isinstance(version, bool) or not isinstance(version, int):

@@ -18,6 +18,7 @@ from setpoint.store.workspace import Store
 
 SERVING = {"feedback", "api_keys", "predictions"}
 MONITORING = {"monitor_windows"}
+JOBS = {"jobs"}
 
 
 def _alembic(conn: sa.Connection, action: str, revision: str) -> None:
@@ -58,7 +59,7 @@ def test_a_store_at_0001_is_upgraded_in_place_and_can_go_back(db_url: str) -> No
         finally:
             db.dispose()
         assert revision == HEAD
-        assert tables >= SERVING | MONITORING
+        assert tables >= SERVING | MONITORING | JOBS
         assert kept == ["old"]
 
         with engine.begin() as conn:
@@ -66,6 +67,7 @@ def test_a_store_at_0001_is_upgraded_in_place_and_can_go_back(db_url: str) -> No
         names = set(sa.inspect(engine).get_table_names())
         assert SERVING.isdisjoint(names)
         assert MONITORING.isdisjoint(names)
+        assert JOBS.isdisjoint(names)
         assert "projects" in names
     finally:
         engine.dispose()
@@ -112,6 +114,7 @@ def test_a_store_at_0002_gains_monitor_windows_and_can_go_back(db_url: str) -> N
             _alembic(conn, "downgrade", "0002")
         names = set(sa.inspect(engine).get_table_names())
         assert MONITORING.isdisjoint(names)
+        assert JOBS.isdisjoint(names)
         assert names >= SERVING
     finally:
         engine.dispose()

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from setpoint._console import console, err_console, table
+from setpoint.cli import autopilot as autopilot_commands
 from setpoint.cli import data as data_commands
 from setpoint.cli import keys as keys_commands
 from setpoint.cli import model as model_commands
@@ -42,6 +43,7 @@ app.add_typer(keys_commands.app, name="keys")
 serve_commands.register(app)
 traffic_commands.register(app)
 monitor_commands.register(app)
+autopilot_commands.register(app)
 
 
 @app.command("init")

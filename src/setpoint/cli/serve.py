@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -53,6 +55,9 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (one per core is typical).")] = 1,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    autopilot: Annotated[
+        bool, typer.Option(help="Also run the autopilot, in a process of its own.")
+    ] = False,
 ) -> None:
     """Serve the champion over HTTP: predict, feedback, models, health and metrics.
 
@@ -81,6 +86,11 @@ def serve(
         raise MissingExtraError(extra="serve", module="uvicorn", feature="setpoint serve") from None
     project = open_project(directory)  # spec and store errors surface here, before forking
     _check_port(host, port)
+    if autopilot and project.spec.autopilot is None:
+        raise ConfigError(
+            "--autopilot: the spec has no 'autopilot' section; see docs/autopilot.md.",
+            key="autopilot",
+        )
     os.environ[ROOT_ENV] = str(project.root.resolve())
     # One OpenMP thread per worker: a single-row LightGBM call gains nothing from more,
     # and several workers' thread pools would fight over the cores.
@@ -88,16 +98,29 @@ def serve(
     console.print(
         f"Serving {project.name} on http://{host}:{port} with {workers} worker(s); Ctrl+C stops."
     )
-    uvicorn.run(
-        "setpoint.cli.serve:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,  # the prediction log is the record of every request
-        timeout_graceful_shutdown=10,
+    # Its own process: training holds a GIL and cores that requests must not wait for.
+    pilot = (
+        subprocess.Popen(
+            [sys.executable, "-m", "setpoint", "autopilot", "--dir", str(project.root.resolve())]
+        )
+        if autopilot
+        else None
     )
+    try:
+        uvicorn.run(
+            "setpoint.cli.serve:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,  # the prediction log is the record of every request
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if pilot is not None:
+            pilot.terminate()
+            pilot.wait(timeout=30)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from setpoint.spec.autopilot import AutopilotPolicy
+
 __all__ = [
     "AlertRule",
     "CanaryPolicy",
@@ -275,6 +277,9 @@ class ProjectSpec(_Strict):
     validation: ValidationPolicy = ValidationPolicy()
     serving: ServingSpec = ServingSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    autopilot: AutopilotPolicy | None = Field(
+        default=None, description="The closed loop; `setpoint autopilot` needs it."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -322,6 +327,21 @@ class ProjectSpec(_Strict):
                 f"monitoring.setpoint {level!r} is not a level of {self.metric}: "
                 f"it must be {allowed}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _metric_triggers_have_a_level(self) -> ProjectSpec:
+        if self.autopilot is None:
+            return self
+        for name in ("realized", "estimated"):
+            trigger = getattr(self.autopilot.triggers, name)
+            if trigger is None or trigger.max_drop is not None or trigger.level is not None:
+                continue
+            if self.monitoring.setpoint is None:
+                raise ValueError(
+                    f"autopilot.triggers.{name} has no 'level' or 'max_drop', and "
+                    "monitoring.setpoint is not set to fall back on; give one of the three"
+                )
         return self
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ __all__ = [
     "events",
     "feedback",
     "gate_decisions",
+    "jobs",
     "metadata",
     "model_versions",
     "monitor_windows",
@@ -247,4 +248,32 @@ monitor_windows = sa.Table(
     sa.Column("result", sa.Text, nullable=False),
     sa.Column("computed_at", UTCDateTime, nullable=False),
     sa.Index("ix_monitor_windows_project_end", "project", "window_end"),
+)
+
+# The durable job queue of registry/jobs.py: a job is claimed under a lease that expires
+# unless its owner heartbeats, so a killed worker's job is taken again. ``stage`` and
+# ``state`` are what a retried job resumes from. No foreign key, like ``events``: a queue
+# row must not need the project row first.
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("stage", sa.String(32), nullable=True),
+    sa.Column("payload", JSONDoc, nullable=False),
+    sa.Column("state", JSONDoc, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("lease_expires", UTCDateTime, nullable=True),
+    sa.Column("not_before", UTCDateTime, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("project", "key", name="uq_jobs_key"),
+    sa.Index("ix_jobs_project_status", "project", "status"),
 )

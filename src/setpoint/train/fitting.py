@@ -207,6 +207,7 @@ def fit_linear(
     recipe: ModelRecipe,
     n_classes: int,
     train: tuple[FloatArray, FloatArray],
+    weights: FloatArray | None = None,
 ) -> tuple[LinearHead, dict[str, Any], list[str]]:
     """Fit on standardised features; returns the head, the parameters used and notes."""
     # A dependency of scikit-learn, so present wherever the linear family can run.
@@ -233,6 +234,7 @@ def _fit_linear(
     recipe: ModelRecipe,
     n_classes: int,
     train: tuple[FloatArray, FloatArray],
+    weights: FloatArray | None = None,
 ) -> tuple[LinearHead, dict[str, Any], list[str]]:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -241,7 +243,7 @@ def _fit_linear(
     notes: list[str] = []
     if task is Task.REGRESSION:
         params: dict[str, Any] = {"alpha": 1.0, **recipe.params}
-        ridge = Ridge(alpha=float(params["alpha"])).fit(matrix, y)
+        ridge = Ridge(alpha=float(params["alpha"])).fit(matrix, y, sample_weight=weights)
         head = LinearHead(
             kind="identity", coef=ridge.coef_, intercept=np.atleast_1d(ridge.intercept_)
         )
@@ -258,7 +260,7 @@ def _fit_linear(
     # the note tells the user to raise max_iter.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        model.fit(matrix, y.astype(np.int64))
+        model.fit(matrix, y.astype(np.int64), sample_weight=weights)
     notes += [f"LogisticRegression: {w.message}" for w in caught]
     coef, intercept = model.coef_, model.intercept_
     if task is Task.BINARY:

@@ -145,6 +145,30 @@ def _check_arguments(
             raise SchemaError(f"Column {column!r} is not in the training data.", column=column)
 
 
+def _check_weights(sample_weight: npt.ArrayLike | None, rows: int) -> FloatArray | None:
+    if sample_weight is None:
+        return None
+    try:
+        weights = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        weights = np.array([np.nan])
+    if weights.shape != (rows,) or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise InvalidParameterError(
+            owner="train_model",
+            parameter="sample_weight",
+            expected=f"{rows} finite, non-negative numbers (one per row)",
+            got=f"shape {weights.shape}" if weights.shape != (rows,) else "a negative or NaN",
+        )
+    if not weights.any():
+        raise InvalidParameterError(
+            owner="train_model",
+            parameter="sample_weight",
+            expected="at least one positive weight",
+            got="all zeros",
+        )
+    return weights
+
+
 def _balanced_weights(y: FloatArray) -> FloatArray:
     """Weights ``n / (k * n_class)`` so every class carries the same total weight."""
     codes = y.astype(np.int64)
@@ -196,10 +220,14 @@ def train_model(
     progress: ProgressCallback | None = None,
     positive_label: Any = None,
     min_segment_rows: int = 30,
+    sample_weight: npt.ArrayLike | None = None,
 ) -> TrainResult:
     """Train, calibrate and evaluate one model; see the module docstring for the steps.
 
     ``progress(stage, fraction)`` is called as work advances, ``fraction`` in [0, 1].
+    ``sample_weight`` (one non-negative number per row of ``df``) weighs the
+    training rows only: validation and test rows count equally, so that the
+    metrics stay comparable between models.
     """
     try:
         task = Task(task)
@@ -212,6 +240,7 @@ def train_model(
         ) from None
     features = [*features_numeric, *features_categorical]
     _check_arguments(df, task, target, features, timestamp, segments, recipe, primary_metric)
+    row_weights = _check_weights(sample_weight, len(df))
     report = progress or (lambda stage, fraction: None)
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -247,9 +276,10 @@ def train_model(
             primary_metric=primary_metric,
             y_train=prep.y["train"],
         )
-        weights = None
+        weights = None if row_weights is None else row_weights[prep.split.train]
         if recipe.class_weight == "balanced" and task is Task.MULTICLASS:
-            weights = _balanced_weights(prep.y["train"])
+            balanced = _balanced_weights(prep.y["train"])
+            weights = balanced if weights is None else weights * balanced
         with _library_errors("lightgbm"):
             head, best_iteration = fit_lightgbm(
                 params=params,
@@ -270,6 +300,7 @@ def train_model(
                 recipe=recipe,
                 n_classes=len(prep.classes),
                 train=(prep.x["train"], prep.y["train"]),
+                weights=None if row_weights is None else row_weights[prep.split.train],
             )
     lap("fit", 0.85)
 

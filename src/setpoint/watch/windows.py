@@ -123,10 +123,13 @@ def _decoded(texts: list[str | None]) -> list[dict[str, Any]]:
     return out
 
 
-def decode_traffic(table: pa.Table) -> Traffic:
-    """Served rows of a log table (``predlog.SCHEMA``) with inputs and outputs decoded."""
+def decode_traffic(table: pa.Table, *, roles: tuple[str, ...] = SERVED_ROLES) -> Traffic:
+    """Rows of a log table (``predlog.SCHEMA``) logged in ``roles``, inputs and outputs decoded.
+
+    The default is the served rows; the autopilot also reads the shadow's.
+    """
     frame = table.to_pandas(types_mapper=None)
-    frame = frame[frame["role"].isin(SERVED_ROLES)]
+    frame = frame[frame["role"].isin(roles)]
     frame = frame.sort_values("time", kind="stable").reset_index(drop=True)
     meta = frame[list(_META)].copy()
     outputs = pd.DataFrame.from_records(_decoded(frame["output"].tolist()), index=meta.index)
@@ -139,9 +142,9 @@ def decode_traffic(table: pa.Table) -> Traffic:
     return Traffic(meta=meta, inputs=inputs)
 
 
-def load_traffic(store: Store, *, project: str) -> Traffic:
-    """The project's served predictions; ``StoreError`` when none were logged."""
-    traffic = decode_traffic(_read_log(store, project))
+def load_traffic(store: Store, *, project: str, roles: tuple[str, ...] = SERVED_ROLES) -> Traffic:
+    """The project's predictions in ``roles``; ``StoreError`` when none were logged."""
+    traffic = decode_traffic(_read_log(store, project), roles=roles)
     if not len(traffic):
         where = (
             "the predictions table"

@@ -1,0 +1,257 @@
+"""The live loop on a real project: real flights, a real prediction log, real feedback rows.
+
+The log is written with the server's own ``PredictionLog`` (explicit times, as
+a replayed clock would give), the feedback with ``record_feedback``; the loop
+is driven with explicit ``now`` values so that shadow and watch periods pass
+without waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _support.serving import REPO, build_project, events, records
+from setpoint.autopilot.loop import RETRAIN, Autopilot
+from setpoint.errors import ConfigError
+from setpoint.project import Project
+from setpoint.registry import jobs
+from setpoint.registry.feedback import record_feedback
+from setpoint.serve.predlog import PredictionLog
+from setpoint.spec.autopilot import AutopilotPolicy
+from setpoint.spec.loader import SPEC_FILE, dump_spec, load_spec
+
+# Feedback is stamped with the wall clock when it is received, and a look at T0
+# counts only labels received by then: T0 lies ahead of the test's own clock.
+T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+POLICY: dict[str, Any] = {
+    # A level no model reaches: the trigger trips on the first look.
+    "triggers": {"realized": {"level": 0.99, "min_labels": 100}},
+    "cooldown": "1h",
+    "data": {"mode": "all", "holdout": "2d", "min_rows": 1000},
+    "shadow": {"requests": 100, "duration": "1h", "min_labels": 100},
+    "watch": {"duration": "1d", "min_labels": 100, "max_drop": 0.0},
+    "check_every": "10min",
+}
+
+
+def _configure(root: Path, *, margin: float, policy: dict[str, Any] | None = None) -> Project:
+    spec = load_spec(root / SPEC_FILE)
+    spec = spec.model_copy(
+        update={
+            "autopilot": AutopilotPolicy.model_validate(policy or POLICY),
+            "gate": spec.gate.model_copy(update={"margin": margin, "max_segment_drop": 1.0}),
+        }
+    )
+    (root / SPEC_FILE).write_text(dump_spec(spec), encoding="utf-8")
+    return Project.open(root)
+
+
+def _log(
+    project: Project,
+    flights: pd.DataFrame,
+    *,
+    start: datetime,
+    prefix: str,
+    served: int,
+    shadow: int | None = None,
+    spoil: int | None = None,
+) -> None:
+    """Log ``flights`` served by version ``served`` (and scored by ``shadow``), with labels.
+
+    ``spoil`` names a version whose logged scores are turned upside down, so
+    that it ranks late flights last: a regression made on purpose.
+    """
+    recs = records(flights, len(flights))
+    frame = pd.DataFrame(recs)
+    step = timedelta(hours=6) / len(recs)
+    rows: list[dict[str, Any]] = []
+    for version, role in ((served, "champion"), (shadow, "shadow")):
+        if version is None:
+            continue
+        scores = np.asarray(project.load_model(version).predict_scores(frame))
+        if version == spoil:
+            scores = 1.0 - scores
+        rows += [
+            {
+                "request_id": f"{prefix}{i}",
+                "index": 0,
+                "entity_id": rec["flight_id"],
+                "time": start + i * step,
+                "model_version": str(version),
+                "role": role,
+                "inputs": rec,
+                "output": {"label": bool(score >= 0.5), "score": float(score)},
+                "latency_ms": 1.0,
+            }
+            for i, (rec, score) in enumerate(zip(recs, scores, strict=True))
+        ]
+    with PredictionLog(project.store.home / "predictions" / project.name / "w0") as plog:
+        plog.append_many(rows)
+    labels = flights["late"].astype(int).tolist()
+    record_feedback(
+        project.store.db,
+        project=project.name,
+        items=[{"request_id": f"{prefix}{i}", "label": labels[i]} for i in range(len(recs))],
+    )
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    frame = events(tmp_path_factory.mktemp("cache"))
+    root = tmp_path_factory.mktemp("autopilot") / "flights"
+    build_project(root, frame)
+    return root, frame
+
+
+@pytest.fixture
+def project(base: tuple[Path, pd.DataFrame], tmp_path: Path) -> Project:
+    import shutil
+
+    root = shutil.copytree(base[0], tmp_path / "flights")
+    return _configure(root, margin=-1.0)
+
+
+def _flights(base: tuple[Path, pd.DataFrame], n: int, *, offset: int = 0) -> pd.DataFrame:
+    frame = base[1].sort_values("scheduled_at").reset_index(drop=True)
+    return frame.iloc[len(frame) - n - offset : len(frame) - offset]
+
+
+def test_no_policy_is_a_clear_error(base: tuple[Path, pd.DataFrame]) -> None:
+    with pytest.raises(ConfigError, match="no 'autopilot' section"):
+        Autopilot(Project.open(base[0]))
+
+
+def test_quiet_without_traffic(project: Project) -> None:
+    assert Autopilot(project).tick(now=T0) == []
+    assert jobs.list_jobs(project.store.db, project=project.name) == []
+
+
+def test_trip_retrain_shadow_promote_then_roll_back(
+    project: Project, base: tuple[Path, pd.DataFrame]
+) -> None:
+    pilot = Autopilot(project)
+    _log(
+        project,
+        _flights(base, 400, offset=800),
+        start=T0 - timedelta(hours=8),
+        prefix="a",
+        served=1,
+    )
+    said = pilot.tick(now=T0)
+    job = jobs.list_jobs(project.store.db, project=project.name)[0]
+    assert job.kind == RETRAIN
+    assert "realized pr_auc" in job.payload["trips"][0]
+    challenger = int(job.state["version"])
+    assert challenger == 3, said
+    assert job.stage == "shadow"
+    assert project.aliases() == {"champion": 1, "shadow": 3}
+    lineage = project.versions()[-1].lineage["autopilot"]
+    assert lineage["job"] == job.id
+    assert lineage["as_of"] == T0.isoformat()
+
+    # Too early: the shadow has seen no request yet.
+    assert pilot.tick(now=T0 + timedelta(minutes=20)) == []
+    _log(project, _flights(base, 300, offset=400), start=T0, prefix="b", served=1, shadow=3)
+    said = pilot.tick(now=T0 + timedelta(hours=7))
+    assert said == ["flights@3 promoted to champion"]
+    assert project.aliases() == {"champion": 3, "shadow": 1}
+
+    # Served by 3, its scores spoiled; 1 scores the same requests in shadow.
+    _log(
+        project,
+        _flights(base, 300),
+        start=T0 + timedelta(hours=8),
+        prefix="c",
+        served=3,
+        shadow=1,
+        spoil=3,
+    )
+    said = pilot.tick(now=T0 + timedelta(hours=15))
+    assert said == ["flights@3 rolled back to @1"]
+    assert project.aliases() == {"champion": 1}
+    done = jobs.get_job(project.store.db, project=project.name, job_id=job.id)
+    assert done.status == "done"
+    assert done.state["outcome"] == "rolled_back"
+    assert done.state["delta"] < 0
+    assert done.state["high"] < 0
+    kinds = [e.kind for e in project.events(limit=200)]
+    for kind in ("autopilot_retrained", "autopilot_promoted", "autopilot_rolled_back"):
+        assert kind in kinds
+    moves = [e.payload for e in project.events(kind="alias_set", limit=10)]
+    back = next(m for m in moves if m.get("alias") == "champion")
+    assert back["version"] == 1
+    assert str(back["reason"]).startswith("rollback: autopilot watch")
+
+
+def test_gate_rejection_keeps_the_champion(base: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+    import shutil
+
+    root = shutil.copytree(base[0], tmp_path / "flights")
+    project = _configure(root, margin=0.5)  # a lead of 0.5 PR-AUC: no model earns it
+    _log(project, _flights(base, 400), start=T0 - timedelta(hours=8), prefix="a", served=1)
+    said = Autopilot(project).tick(now=T0)
+    assert said == ["retrained flights@3: gate rejected"]
+    assert project.aliases()["champion"] == 1
+    assert "shadow" not in project.aliases()
+    job = jobs.list_jobs(project.store.db, project=project.name)[0]
+    assert job.status == "done"
+    assert job.state["outcome"] == "rejected"
+    # The cooldown holds the next trip back.
+    assert Autopilot(project).tick(now=T0 + timedelta(minutes=30)) == []
+    assert len(jobs.list_jobs(project.store.db, project=project.name)) == 1
+
+
+def test_killed_mid_retrain_is_retried_once(
+    project: Project, base: tuple[Path, pd.DataFrame]
+) -> None:
+    _log(project, _flights(base, 400), start=T0 - timedelta(hours=8), prefix="a", served=1)
+    script = (
+        "import sys; from datetime import datetime; "
+        "from setpoint.project import Project; from setpoint.autopilot.loop import Autopilot; "
+        "Autopilot(Project.open(sys.argv[1]), owner='doomed', lease_s=60)"
+        ".tick(now=datetime.fromisoformat(sys.argv[2]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(project.root), T0.isoformat()], env=env
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = jobs.list_jobs(project.store.db, project=project.name)
+        if found and found[0].status == "running":
+            break
+        time.sleep(0.02)
+    else:
+        child.kill()
+        pytest.fail("the child never claimed the job")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    claimed = jobs.list_jobs(project.store.db, project=project.name)[0]
+    assert claimed.stage is None
+    assert claimed.owner == "doomed"
+
+    # Before the lease runs out, no one else takes the job.
+    survivor = Autopilot(project, owner="survivor")
+    assert survivor.tick(now=T0 + timedelta(seconds=30)) == []
+    said = survivor.tick(now=T0 + timedelta(seconds=61))
+    assert said[0].startswith("retrained flights@3")
+    job = jobs.get_job(project.store.db, project=project.name, job_id=claimed.id)
+    assert job.stage == "shadow"
+    claims = [e.payload for e in project.events(kind="job_claimed")]
+    assert [(c["owner"], c["attempts"]) for c in reversed(claims)] == [
+        ("doomed", 1),
+        ("survivor", 2),
+    ]
+    made = [v.version for v in project.versions() if "autopilot" in v.lineage]
+    assert made == [3]
