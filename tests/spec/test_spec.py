@@ -6,6 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from setpoint.errors import ConfigError, SpecError
+from setpoint.spec.autopilot import AutopilotPolicy
 from setpoint.spec.loader import dump_spec, load_spec, parse_spec
 from setpoint.spec.model import ProjectSpec
 from setpoint.spec.template import render_template, write_template
@@ -100,6 +101,7 @@ def test_every_spec_key_is_documented() -> None:
         model.FeatureSpec,
         model.ServingSpec,
         model.MonitoringSpec,
+        AutopilotPolicy,
     ):
         for key in _keys(cls):
             assert f"`{key}" in page or f".{key}`" in page or f"{key}." in page, key

@@ -41,16 +41,6 @@ class TrainingSet:
     holdout_from: pd.Timestamp
     as_of: datetime
 
-    @property
-    def summary(self) -> dict[str, object]:
-        times = self.frame.index
-        return {
-            "rows": len(self.frame),
-            "as_of": self.as_of.isoformat(),
-            "holdout_from": self.holdout_from.isoformat(),
-            "first": None if times.empty else str(self.frame.iloc[0, 0]),
-        }
-
 
 def training_set(
     history: pd.DataFrame,

@@ -101,7 +101,8 @@ class DriftTrigger:
     def report(
         self, reference: Reference, current: pd.DataFrame, *, importances: Mapping[str, float]
     ) -> DriftReport:
-        top = [name for name in importances if name in reference.features][: self.features]
+        known = [name for name in importances if name in reference.features]
+        top = sorted(known, key=lambda name: (-float(importances[name]), name))[: self.features]
         weights = {name: max(float(importances[name]), 1e-12) for name in top}
         return detect_drift(reference, current, importances=weights, share_threshold=self.share)
 

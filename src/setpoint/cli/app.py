@@ -148,7 +148,21 @@ def _events(
 
 
 def _summary(payload: dict[str, object]) -> str:
-    keys = ("name", "version", "alias", "passed", "n_rows", "n_quarantined", "reason", "reasons")
+    keys = (
+        "name",
+        "version",
+        "alias",
+        "passed",
+        "n_rows",
+        "n_quarantined",
+        "job",
+        "stage",
+        "outcome",
+        "reason",
+        "reasons",
+        "payload",
+        "gate",
+    )
     parts = [f"{k}={payload[k]}" for k in keys if k in payload]
     return ", ".join(parts)[:160]
 

@@ -133,6 +133,7 @@ def simulate(
     of each per week, the retrains and the training time, and writes a plot.
     """
     from setpoint.autopilot.report import run_simulation
+    from setpoint.spec.autopilot import parse_duration
 
     try:
         first = datetime.fromisoformat(start)
@@ -140,6 +141,12 @@ def simulate(
     except ValueError as exc:
         raise InvalidParameterError(
             owner="simulate", parameter="--from/--to", expected="ISO dates", got=str(exc)
+        ) from None
+    try:
+        parse_duration(label_delay)
+    except ValueError as exc:
+        raise InvalidParameterError(
+            owner="simulate", parameter="--label-delay", expected="a duration", got=str(exc)
         ) from None
     if last - first < timedelta(days=14):
         raise InvalidParameterError(

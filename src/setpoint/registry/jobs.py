@@ -218,7 +218,8 @@ def enqueue(
             if existing is not None:
                 return _row(existing), False
             job = _row(conn.execute(jobs.insert().values(row).returning(*jobs.c)).one())
-            _event(conn, job, "job_enqueued")
+            # The payload says why the job exists (e.g. the trips of a trigger).
+            _event(conn, job, "job_enqueued", payload=job.payload)
             return job, True
     except IntegrityError:
         # a concurrent enqueue of the key committed first (PostgreSQL; SQLite's write lock

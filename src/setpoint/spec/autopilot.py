@@ -57,7 +57,8 @@ def format_duration(value: timedelta) -> str:
     for unit, size in _UNITS.items():
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    # timedelta keeps microseconds, so six decimals are exact and read back alike.
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -194,7 +195,7 @@ class AutopilotPolicy(_Strict):
                 "triggers: none is set, so the autopilot would never retrain; set at least "
                 "one of drift, realized, estimated, schedule or new_labels"
             )
-        if self.data.holdout >= self.data.window and self.data.mode != "all":
+        if self.data.holdout >= self.data.window and self.data.mode == "sliding":
             raise ValueError(
                 f"data.holdout ({format_duration(self.data.holdout)}) must be shorter than "
                 f"data.window ({format_duration(self.data.window)}): nothing would be left to "

@@ -69,7 +69,7 @@ def parse_spec(text: str, *, source: str = SPEC_FILE) -> ProjectSpec:
         raise SpecError(message, path=source, line=_line_of(root, loc), key=key) from None
 
 
-_KEY = re.compile(r"^([A-Za-z_]+)(?:\[(\d+)\])?(?:\.([A-Za-z_]+))?\b")
+_KEY = re.compile(r"^([A-Za-z_]+)(?:\[(\d+)\])?((?:\.[A-Za-z_]+)*)\b")
 
 
 def _leading_key(message: str, loc: tuple[Any, ...], key: str) -> tuple[tuple[Any, ...], str]:
@@ -81,8 +81,8 @@ def _leading_key(message: str, loc: tuple[Any, ...], key: str) -> tuple[tuple[An
     parts: tuple[Any, ...] = (name,)
     if index is not None:
         parts += (int(index),)
-    if sub is not None:
-        parts += (sub,)
+    if sub:
+        parts += tuple(sub.lstrip(".").split("."))
     return parts, match.group(0)
 
 
