@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from setpoint.errors import ConfigError
 from setpoint.project import Project
 from setpoint.registry import jobs
 from setpoint.registry.feedback import record_feedback
+from setpoint.serve.pglog import DatabasePredictionLog
 from setpoint.serve.predlog import PredictionLog
 from setpoint.spec.autopilot import AutopilotPolicy
 from setpoint.spec.loader import SPEC_FILE, dump_spec, load_spec
@@ -96,8 +98,12 @@ def _log(
             }
             for i, (rec, score) in enumerate(zip(recs, scores, strict=True))
         ]
-    with PredictionLog(project.store.home / "predictions" / project.name / "w0") as plog:
-        plog.append_many(rows)
+    if project.store.db.url.startswith("postgresql"):
+        with DatabasePredictionLog(project.store.db, project=project.name) as pglog:
+            pglog.append_many(rows)
+    else:
+        with PredictionLog(project.store.home / "predictions" / project.name / "w0") as plog:
+            plog.append_many(rows)
     labels = flights["late"].astype(int).tolist()
     record_feedback(
         project.store.db,
@@ -137,9 +143,29 @@ def test_quiet_without_traffic(project: Project) -> None:
     assert jobs.list_jobs(project.store.db, project=project.name) == []
 
 
+@pytest.fixture
+def on_backend(
+    base: tuple[Path, pd.DataFrame],
+    store_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Project]:
+    """A project of its own on each metadata backend (PostgreSQL when configured)."""
+    for key, value in store_env.items():
+        monkeypatch.setenv(key, value)
+    root = tmp_path / "flights"
+    build_project(root, base[1])
+    project = _configure(root, margin=-1.0)
+    try:
+        yield project
+    finally:
+        project.store.db.dispose()  # PostgreSQL connections must not outlive the test
+
+
 def test_trip_retrain_shadow_promote_then_roll_back(
-    project: Project, base: tuple[Path, pd.DataFrame]
+    on_backend: Project, base: tuple[Path, pd.DataFrame]
 ) -> None:
+    project = on_backend
     pilot = Autopilot(project)
     _log(
         project,
