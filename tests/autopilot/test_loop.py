@@ -281,3 +281,39 @@ def test_killed_mid_retrain_is_retried_once(
     ]
     made = [v.version for v in project.versions() if "autopilot" in v.lineage]
     assert made == [3]
+
+
+def test_the_command_line(project: Project, base: tuple[Path, pd.DataFrame]) -> None:
+    from _support.cli import run
+
+    now = datetime.now(UTC)
+    _log(project, _flights(base, 400), start=now - timedelta(hours=8), prefix="a", served=1)
+    status = run("autopilot", "status", "-C", str(project.root), cwd=project.root)
+    assert status.returncode == 0, status.stderr
+    assert "realized" in status.stdout
+    assert "fires" in status.stdout
+    assert "a retrain may start now" in status.stdout
+
+    once = run("autopilot", "--once", "-C", str(project.root), cwd=project.root)
+    assert once.returncode == 0, once.stderr
+    assert "retrained flights@3: gate passed" in once.stdout
+    assert "flights@3 is in shadow" in once.stdout
+    status = run("autopilot", "status", "-C", str(project.root), cwd=project.root)
+    assert "cooldown" in status.stdout
+    assert "shadow" in status.stdout  # the job's stage
+    events = run(
+        "events", "-C", str(project.root), "--kind", "autopilot_retrained", cwd=project.root
+    )
+    assert "version=3" in events.stdout
+
+
+@pytest.mark.parametrize("command", [("autopilot", "--once"), ("serve", "--autopilot")])
+def test_no_policy_on_the_command_line(
+    base: tuple[Path, pd.DataFrame], command: tuple[str, ...]
+) -> None:
+    from _support.cli import run
+
+    done = run(*command, "-C", str(base[0]), cwd=base[0])
+    assert done.returncode == 2
+    assert "no 'autopilot' section" in done.stderr
+    assert "Traceback" not in done.stderr
