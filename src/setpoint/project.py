@@ -228,19 +228,12 @@ class Project:
             "packages": package_versions(),
             "timings": result.timings,
         }
-        files = result.model.to_files()
-        files[REFERENCE_FILE] = _reference_document(frame, result, numeric, categorical)
         # Judged before it is registered, on the very bytes that will be stored:
         # a gate that cannot judge it must leave no version without a decision.
+        files = result.model.to_files()
         decision = self._decide(TabularModel.from_files(files), number=0, frame=frame)
-        registered = register_model(
-            self.store,
-            project=self.name,
-            kind=TABULAR_KIND,
-            files=files,
-            lineage=lineage,
-            metrics={"slices": result.metrics, "segments": result.segment_metrics},
-            params=result.params,
+        registered = self.register_trained(
+            result, frame=frame, lineage=lineage, numeric=numeric, categorical=categorical
         )
         decision = replace(decision, challenger=registered.version)
         self._record(decision, promote=promote)

@@ -117,6 +117,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     frame = events(tmp_path_factory.mktemp("cache"))
     root = tmp_path_factory.mktemp("autopilot") / "flights"
     build_project(root, frame)
+    # Without a policy: each test writes the one it needs.
+    spec = load_spec(root / SPEC_FILE).model_copy(update={"autopilot": None})
+    (root / SPEC_FILE).write_text(dump_spec(spec), encoding="utf-8")
     return root, frame
 
 

@@ -111,11 +111,15 @@ def test_holdout_starts_a_holdout_before_the_last_row(history: pd.DataFrame) -> 
     assert data.holdout_from == last - pd.Timedelta(days=2)
 
 
-def test_sliding_keeps_the_window_before_as_of(history: pd.DataFrame) -> None:
+def test_sliding_keeps_the_window_before_the_newest_label(history: pd.DataFrame) -> None:
     data = _select(history, mode="sliding", window=timedelta(days=5), holdout=timedelta(days=1))
-    start = pd.Timestamp(AS_OF) - pd.Timedelta(days=5)  # day 9: row 432
+    # Labels arrive a day late, so the newest labelled row is of day 13 (row 624), and
+    # the window reaches back 5 days from it: day 8, row 384.
+    newest = pd.Timestamp(AS_OF) - pd.Timedelta(days=1)
+    assert data.frame["ts"].max() == newest
+    start = newest - pd.Timedelta(days=5)
     assert data.frame["ts"].min() == start
-    assert set(data.frame["id"]) == set(range(432, ARRIVED))
+    assert set(data.frame["id"]) == set(range(384, ARRIVED))
     everything = _select(history, mode="all", window=timedelta(days=5), holdout=timedelta(days=1))
     assert len(everything.frame) > len(data.frame)
     assert everything.frame["ts"].min() < start
@@ -129,8 +133,10 @@ def test_weighted_halves_per_half_life(history: pd.DataFrame) -> None:
     assert ((weights > 0) & (weights <= 1)).all()
     # Oldest first, so the weights grow along the frame, strictly as the rows are distinct.
     assert (np.diff(weights) > 0).all()
-    age = pd.Timestamp(AS_OF) - data.frame["ts"]
+    # Ages count from the newest labelled row, a day before AS_OF.
+    age = data.frame["ts"].max() - data.frame["ts"]
     at = dict(zip(age, weights, strict=True))
+    assert at[pd.Timedelta(0)] == 1.0
     assert at[pd.Timedelta(days=2)] == pytest.approx(0.5)
     assert at[pd.Timedelta(days=4)] == pytest.approx(0.25)
     assert at[pd.Timedelta(days=1)] == pytest.approx(2**-0.5)

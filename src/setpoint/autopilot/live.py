@@ -96,14 +96,24 @@ def history(project: Project, *, as_of: datetime) -> pd.DataFrame:
             parts.append(ingested.assign(**{LABEL_TIME: pd.Timestamp(stored_at)}))
     served = traffic(project, as_of=as_of)
     if len(served):
-        served = served[served[LABEL_TIME].notna()]
-        parts.append(served)
+        parts.append(served[served[LABEL_TIME].notna()])
     if not parts:
         return pd.DataFrame(columns=[spec.target, LABEL_TIME])
+    if spec.timestamp:
+        # Served inputs carry times as text; ingested batches as datetimes.
+        parts = [
+            part.assign(**{spec.timestamp: _utc(part[spec.timestamp])})
+            for part in parts
+            if spec.timestamp in part
+        ]
     frame = pd.concat(parts, ignore_index=True, sort=False)
-    if spec.timestamp and spec.timestamp in frame:
-        frame[spec.timestamp] = pd.to_datetime(frame[spec.timestamp], utc=True, format="ISO8601")
     if spec.entity and spec.entity in frame:
         # A row served and also ingested later is one row, the newest copy.
         frame = frame.drop_duplicates(subset=[spec.entity], keep="last")
     return frame.reset_index(drop=True)
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.to_datetime(values, utc=True)
+    return pd.to_datetime(values, utc=True, format="ISO8601", errors="coerce")

@@ -34,9 +34,11 @@ import threading
 import time
 import uuid
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.engine import Connection
 
 from setpoint.autopilot import live
 from setpoint.autopilot.retrain import Comparison, compare_live, judge, retrain, training_set
@@ -215,6 +217,19 @@ class Autopilot:
         ).created_at
 
     # The job's steps ----------------------------------------------------------------
+    def _move(self, conn: Connection, alias: str, version: int | None, reason: str) -> None:
+        alias_ops.set_alias(
+            conn,
+            project=self.project.name,
+            alias=alias,
+            version=version,
+            reason=reason,
+            actor=_ACTOR,
+        )
+
+    def _note(self, conn: Connection, kind: str, payload: dict[str, Any]) -> None:
+        record_event(conn, project=self.project.name, kind=kind, payload=payload)
+
     def _step(self, job: jobs.Job, now: datetime) -> list[str]:
         said: list[str] = []
         while True:
@@ -302,7 +317,7 @@ class Autopilot:
                 "train_seconds": round(seconds, 3),
                 "gate": {"passed": decision.passed, "reasons": decision.reasons},
             }
-            record_event(conn, project=project.name, kind="autopilot_retrained", payload=state)
+            self._note(conn, "autopilot_retrained", state)
             job = jobs.advance(db, job, owner=self.owner, stage="gated", state=state, conn=conn)
         verdict = "passed" if decision.passed else "rejected"
         said.append(f"retrained {project.name}@{registered.version}: gate {verdict}")
@@ -314,14 +329,7 @@ class Autopilot:
         db, name = self.project.store.db, self.project.name
         version = int(job.state["version"])
         with db.write() as conn:
-            alias_ops.set_alias(
-                conn,
-                project=name,
-                alias="shadow",
-                version=version,
-                reason="autopilot: gate passed",
-                actor=_ACTOR,
-            )
+            self._move(conn, "shadow", version, "autopilot: gate passed")
             job = jobs.postpone(
                 db,
                 job,
@@ -371,19 +379,9 @@ class Autopilot:
             )
         with db.write() as conn:
             if compared is not None and compared.regressed(policy.max_drop):
-                alias_ops.set_alias(
-                    conn,
-                    project=name,
-                    alias="shadow",
-                    version=None,
-                    reason="autopilot: shadow regressed",
-                    actor=_ACTOR,
-                )
-                record_event(
-                    conn,
-                    project=name,
-                    kind="autopilot_shadow_rejected",
-                    payload={"version": version, **compared.to_dict()},
+                self._move(conn, "shadow", None, "autopilot: shadow regressed")
+                self._note(
+                    conn, "autopilot_shadow_rejected", {"version": version, **compared.to_dict()}
                 )
                 said.append(f"{name}@{version} rejected after shadow: lead {compared.delta:+.4f}")
                 return jobs.complete(
@@ -397,23 +395,13 @@ class Autopilot:
             reason = f"autopilot: gate passed, {requests} requests in shadow"
             if compared is not None:
                 reason += f", lead {compared.delta:+.4f} on {compared.n} labels"
-            alias_ops.set_alias(
-                conn, project=name, alias="champion", version=version, reason=reason, actor=_ACTOR
-            )
+            self._move(conn, "champion", version, reason)
             # The old champion keeps scoring in shadow, so the watch compares like with like.
-            alias_ops.set_alias(
+            self._move(conn, "shadow", champion, "autopilot: watch")
+            self._note(
                 conn,
-                project=name,
-                alias="shadow",
-                version=champion,
-                reason="autopilot: watch",
-                actor=_ACTOR,
-            )
-            record_event(
-                conn,
-                project=name,
-                kind="autopilot_promoted",
-                payload={"version": version, "previous": champion, "requests": requests},
+                "autopilot_promoted",
+                {"version": version, "previous": champion, "requests": requests},
             )
             job = jobs.postpone(
                 db,
@@ -439,14 +427,7 @@ class Autopilot:
                 db, job, owner=self.owner, until=now + self.policy.check_every, now=now
             )
         with db.write() as conn:
-            alias_ops.set_alias(
-                conn,
-                project=name,
-                alias="shadow",
-                version=None,
-                reason="autopilot: watch over",
-                actor=_ACTOR,
-            )
+            self._move(conn, "shadow", None, "autopilot: watch over")
             if regressed and compared is not None:
                 current = alias_ops.get_alias_in(conn, project=name, alias="champion")
                 if current == version:
@@ -455,19 +436,11 @@ class Autopilot:
                         f"{compared.delta:+.4f} (CI [{compared.low:+.4f}, {compared.high:+.4f}]) "
                         f"on {compared.n} labels"
                     )
-                    alias_ops.set_alias(
-                        conn,
-                        project=name,
-                        alias="champion",
-                        version=previous,
-                        reason=why,
-                        actor=_ACTOR,
-                    )
-                record_event(
+                    self._move(conn, "champion", previous, why)
+                self._note(
                     conn,
-                    project=name,
-                    kind="autopilot_rolled_back",
-                    payload={"version": version, "to": previous, **compared.to_dict()},
+                    "autopilot_rolled_back",
+                    {"version": version, "to": previous, **compared.to_dict()},
                 )
                 said.append(f"{name}@{version} rolled back to @{previous}")
                 return jobs.complete(
@@ -483,11 +456,6 @@ class Autopilot:
                 if compared is None
                 else {"outcome": "promoted", **compared.to_dict()}
             )
-            record_event(
-                conn,
-                project=name,
-                kind="autopilot_watch_passed",
-                payload={"version": version, **outcome},
-            )
+            self._note(conn, "autopilot_watch_passed", {"version": version, **outcome})
             said.append(f"{name}@{version} kept after its watch")
             return jobs.complete(db, job, owner=self.owner, state=outcome, now=now, conn=conn)

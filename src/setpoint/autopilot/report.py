@@ -65,6 +65,9 @@ def run_simulation(
         label_delay=delay,
         numeric=numeric,
         categorical=categorical,
+        # Fixed, so that the figures repeat on any machine: LightGBM's sums (and so
+        # its trees) depend on how many threads add them up.
+        num_threads=2,
     )
     result = replay.run(progress=progress)
     document = {

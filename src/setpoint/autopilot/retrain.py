@@ -54,7 +54,9 @@ def training_set(
     """The rows of ``history`` a retrain at ``as_of`` may use, by ``policy``.
 
     ``history`` holds every row seen so far, with ``label_time`` (when its label
-    arrived; missing if it has not) beside the features and ``target``.
+    arrived; missing if it has not) beside the features and ``target``. The
+    sliding window and the weights' ages count back from the newest row whose
+    label had arrived.
     """
     for column in (timestamp, label_time, target):
         if column not in history.columns:
@@ -67,8 +69,11 @@ def training_set(
     cutoff = pd.Timestamp(as_of)
     arrived = history[label_time].notna() & (history[label_time] <= cutoff)
     arrived &= history[target].notna()
-    if policy.mode == "sliding":
-        arrived &= history[timestamp] >= cutoff - pd.Timedelta(policy.window)
+    # The window ends at the newest labelled row, not at the clock: the same in
+    # production (labels are recent) and right for a replay of old traffic.
+    newest = history.loc[arrived, timestamp].max() if arrived.any() else None
+    if policy.mode == "sliding" and newest is not None:
+        arrived &= history[timestamp] >= newest - pd.Timedelta(policy.window)
     frame = history.loc[arrived].sort_values(timestamp, kind="stable").reset_index(drop=True)
     if len(frame) < policy.min_rows:
         raise TrainingError(
@@ -78,8 +83,8 @@ def training_set(
         )
     weights = None
     if policy.mode == "weighted":
-        age = (cutoff - frame[timestamp]).dt.total_seconds().to_numpy(dtype=np.float64)
-        weights = np.power(0.5, np.maximum(age, 0.0) / policy.half_life.total_seconds())
+        age = (frame[timestamp].iloc[-1] - frame[timestamp]).dt.total_seconds()
+        weights = np.power(0.5, age.to_numpy(dtype=np.float64) / policy.half_life.total_seconds())
     holdout_from = frame[timestamp].iloc[-1] - pd.Timedelta(policy.holdout)
     if not (frame[timestamp] < holdout_from).any():
         raise TrainingError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from setpoint._console import console, err_console, fmt, progress_bar, table
 from setpoint.errors import BatchRefusedError
 from setpoint.project import Project, TrainOutcome
 from setpoint.quickstart.flights import WEATHER_COLUMNS, flight_events
+from setpoint.spec.autopilot import AutopilotPolicy, MetricTrigger, TriggerSpec
 from setpoint.spec.loader import SPEC_FILE, dump_spec
 from setpoint.spec.model import FeatureSpec, ModelRecipe, ProjectSpec, SplitSpec, Task
 from setpoint.store.workspace import Store
@@ -52,6 +54,15 @@ def quickstart_spec() -> ProjectSpec:
         segments=["carrier", "origin"],
         metric="pr_auc",
         model=ModelRecipe(split=SplitSpec(test_from=TEST_FROM, valid_fraction=0.15)),
+        autopilot=AutopilotPolicy(
+            # Retrain when the live PR-AUC falls 0.03 under what the model's own scores
+            # promise for the same flights: the share of late flights swings from week to
+            # week, and the estimate swings with it, so the gap is the model's own fault.
+            triggers=TriggerSpec(
+                realized=MetricTrigger(max_drop=0.03, baseline="estimated", min_labels=2000)
+            ),
+            cooldown=timedelta(days=21),
+        ),
     )
 
 
