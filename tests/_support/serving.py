@@ -105,7 +105,14 @@ def free_port() -> int:
 class ServerProcess:
     """`setpoint serve` in its own process group (so kill -9 reaches every worker)."""
 
-    def __init__(self, root: Path, *, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -127,6 +134,7 @@ class ServerProcess:
                 str(workers),
                 "--log-level",
                 "warning",
+                *args,
             ],
             env=full_env,
             stdout=self._log,
@@ -159,9 +167,14 @@ class ServerProcess:
 
 @contextmanager
 def serving(
-    root: Path, *, workers: int = 1, env: dict[str, str] | None = None, ready: bool = True
+    root: Path,
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    ready: bool = True,
+    args: tuple[str, ...] = (),
 ) -> Iterator[ServerProcess]:
-    server = ServerProcess(root, workers=workers, env=env)
+    server = ServerProcess(root, workers=workers, env=env, args=args)
     try:
         server.wait_ready(path="/readyz" if ready else "/healthz")
         yield server

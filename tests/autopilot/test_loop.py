@@ -320,3 +320,52 @@ def test_no_policy_on_the_command_line(
     assert done.returncode == 2
     assert "no 'autopilot' section" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_serve_with_the_autopilot_closes_the_loop_over_http(
+    base: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """`setpoint serve --autopilot`: real workers, real requests, the loop in its own process."""
+    import shutil
+
+    from _support.serving import serving
+    from setpoint.client import Client
+
+    root = shutil.copytree(base[0], tmp_path / "flights")
+    policy = {
+        **POLICY,
+        "check_every": "1s",
+        "shadow": {"requests": 50, "duration": "1s", "min_labels": 100},
+    }
+    project = _configure(root, margin=-1.0, policy=policy)
+    flights = _flights(base, 600)
+    labels = flights["late"].astype(int).tolist()
+    with serving(root, args=("--autopilot",)) as server, Client(server.url) as client:
+        sent = 0
+
+        def send(n: int) -> None:
+            nonlocal sent
+            for i in range(sent, sent + n):
+                answer = client.predict(records(flights, 1, start=i))
+                client.feedback([{"request_id": answer.request_id, "index": 0, "label": labels[i]}])
+            sent += n
+
+        def wait_for(check: Any, what: str) -> None:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                if check():
+                    return
+                time.sleep(0.25)
+            pytest.fail(f"{what} did not happen: {server.log()[-3000:]}")
+
+        send(200)  # labelled traffic: the trigger trips on its first look
+        wait_for(lambda: project.aliases().get("shadow") == 3, "the challenger in shadow")
+        # The servers follow the alias and score the challenger beside the champion.
+        wait_for(
+            lambda: (client.models()["serving"]["shadow"] or {}).get("version") == 3, "a shadow"
+        )
+        send(200)
+        wait_for(lambda: project.aliases().get("champion") == 3, "the promotion")
+        assert project.aliases().get("shadow") == 1  # the old champion, for the watch
+    kinds = {e.kind for e in project.events(limit=500)}
+    assert {"job_claimed", "autopilot_retrained", "autopilot_promoted"} <= kinds

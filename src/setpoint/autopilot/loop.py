@@ -92,6 +92,10 @@ class Autopilot:
             except SetpointError as exc:
                 # A store that is briefly unreachable must not end the loop.
                 log.error("autopilot: %s", exc)
+            except Exception:
+                # A bug must not end a long-lived loop either: the job it hit keeps its
+                # lease until it runs out, is retried, and is given up at max_attempts.
+                log.exception("autopilot: unexpected error")
             stop.wait(wait)
 
     def tick(self, *, now: datetime | None = None) -> list[str]:
@@ -286,6 +290,10 @@ class Autopilot:
         if registered is None:
             lineage = {
                 "dataset": {"name": "events+traffic", "rows": len(data.frame)},
+                # Served requests are validated against the schema the features came from.
+                "schema_version": get_version(
+                    project.store, project=project.name, version=champion
+                ).lineage.get("schema_version"),
                 "autopilot": {
                     "job": job.id,
                     "as_of": as_of.isoformat(),
