@@ -19,7 +19,9 @@ ALLOWED: dict[str, set[str]] = {
     "monitor": BASE | {"spec", "data", "train", "monitor"},
     "registry": BASE | {"spec", "store", "data", "train", "monitor", "registry"},
     "project": BASE | {"spec", "store", "data", "train", "monitor", "registry"},
-    "serve": BASE | {"spec", "store", "data", "train", "monitor", "registry", "project", "serve"},
+    "ui": BASE | {"spec", "store", "registry", "project", "ui"},
+    "serve": BASE
+    | {"spec", "store", "data", "train", "monitor", "registry", "project", "ui", "serve"},
     "quickstart": BASE
     | {"spec", "store", "data", "train", "monitor", "registry", "project", "quickstart"},
     "watch": BASE
@@ -50,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
         "registry",
         "project",
         "quickstart",
+        "ui",
         "serve",
         "watch",
         "autopilot",

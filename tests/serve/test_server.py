@@ -157,6 +157,20 @@ def test_unknown_paths_and_methods_get_the_error_shape(server: ServerProcess) ->
     check_error_shape(httpx.get(f"{server.url}/v1/predict"), 405, "method_not_allowed")
 
 
+def test_the_dashboard_is_served_at_ui(server: ServerProcess) -> None:
+    page = httpx.get(f"{server.url}/ui/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>Overview</h1>" in page.text
+    assert "flights@1" in page.text
+    bundle = httpx.get(f"{server.url}/ui/static/plotly.min.js")
+    assert bundle.status_code == 200
+    assert len(bundle.content) > 1_000_000  # Plotly itself, from the installed package
+    # The dashboard's own pages answer in HTML; the API keeps its JSON error shape.
+    assert httpx.get(f"{server.url}/ui/models/9").status_code == 404
+    check_error_shape(httpx.get(f"{server.url}/v2/ui"), 404, "not_found")
+
+
 def test_openapi_document_describes_each_feature(server: ServerProcess, project_dir: Path) -> None:
     doc = httpx.get(f"{server.url}/openapi.json").json()
     record = doc["components"]["schemas"]["Record"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from setpoint._console import console
 from setpoint.cli._options import ProjectDir, open_project
 from setpoint.errors import ConfigError, InvalidParameterError, MissingExtraError
 
-__all__ = ["ROOT_ENV", "app_factory", "register", "serve"]
+__all__ = ["ROOT_ENV", "app_factory", "register", "serve", "ui", "ui_factory"]
 
 # How the parent passes the project to workers that uvicorn starts in fresh processes.
 ROOT_ENV = "SETPOINT_SERVE_ROOT"
@@ -27,6 +28,23 @@ def app_factory() -> object:
     from setpoint.serve.app import create_app
 
     return create_app(os.environ[ROOT_ENV])
+
+
+def ui_factory() -> object:
+    """The dashboard alone (``setpoint ui``), for uvicorn ``--factory``."""
+    from starlette.applications import Starlette
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Mount, Route
+
+    from setpoint.project import Project
+    from setpoint.ui.app import create_ui
+
+    project = Project.open(os.environ[ROOT_ENV])
+
+    async def home(request: object) -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    return Starlette(routes=[Route("/", home), Mount("/ui", app=create_ui(project))])
 
 
 def _check_port(host: str, port: int) -> None:
@@ -123,5 +141,40 @@ def serve(
             pilot.wait(timeout=30)
 
 
+def ui(
+    directory: ProjectDir = Path(),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8001,
+) -> None:
+    """Serve the dashboard alone, against the project's store (no model is loaded).
+
+    The same pages are at /ui of 'setpoint serve'. Every asset comes from an
+    installed package: it works offline.
+    """
+    if not 1 <= port <= 65535:
+        raise InvalidParameterError(
+            owner="ui", parameter="--port", expected="in 1..65535", got=port
+        )
+    for module in ("uvicorn", "jinja2"):
+        # Named here, in the command, rather than as a traceback in a worker.
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(extra="ui", module=module, feature="setpoint ui")
+    import uvicorn
+
+    project = open_project(directory)
+    _check_port(host, port)
+    os.environ[ROOT_ENV] = str(project.root.resolve())
+    console.print(f"Dashboard of {project.name} on http://{host}:{port}/ui/ ; Ctrl+C stops.")
+    uvicorn.run(
+        "setpoint.cli.serve:ui_factory",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("ui")(ui)

@@ -13,7 +13,10 @@ from setpoint._json import jsonable
 from setpoint.store.db import Database
 from setpoint.store.tables import events, utcnow
 
-__all__ = ["Event", "list_events", "record_event"]
+__all__ = ["ALERT_EVENT", "Event", "list_events", "record_event"]
+
+# The kind of event an alert of `setpoint monitor` is stored as (the dashboard lists them).
+ALERT_EVENT = "alert"
 
 
 @dataclass(frozen=True, slots=True)

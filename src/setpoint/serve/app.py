@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from setpoint import __version__
 from setpoint.errors import (
@@ -32,6 +32,7 @@ from setpoint.errors import (
     DataError,
     InvalidParameterError,
     InvalidRequestError,
+    MissingExtraError,
     NotFoundError,
     SetpointError,
     StoreError,
@@ -442,11 +443,28 @@ def create_app(root: Path | str, *, spec_path: Path | str | None = None) -> Star
 
     app = Starlette(
         routes=[
-            Route(path, _endpoint(server, name, handler), methods=methods)
-            for path, name, methods, handler in routes
+            *(
+                Route(path, _endpoint(server, name, handler), methods=methods)
+                for path, name, methods, handler in routes
+            ),
+            _dashboard(project),
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
     app.state.server = server
     return app
+
+
+def _dashboard(project: Project) -> BaseRoute:
+    """``/ui``: the dashboard, or, without the ``ui`` extra, an error that names it."""
+    try:
+        from setpoint.ui.app import create_ui
+    except MissingExtraError as exc:
+        missing = exc
+
+        async def absent(request: Request) -> Response:
+            return error_response(ApiError(501, "missing_extra", str(missing)))
+
+        return Route("/ui{rest:path}", absent)
+    return Mount("/ui", app=create_ui(project))

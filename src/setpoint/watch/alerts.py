@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from setpoint._json import jsonable
-from setpoint.registry.events import record_event
+from setpoint.registry.events import ALERT_EVENT, record_event
 from setpoint.store.tables import events
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ __all__ = [
     "redact",
 ]
 
-ALERT_EVENT = "alert"
 DELIVERY_FAILED_EVENT = "alert_delivery_failed"
 _TIMEOUT_S = 5.0  # a webhook slower than this must not hold up the monitoring run
 _TOLERANCE = 1e-12  # as detect_drift: a share equal to the threshold must not miss it

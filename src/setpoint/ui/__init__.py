@@ -1,0 +1,1 @@
+"""The web dashboard: every model's state, drift, live quality and the loop's decisions."""

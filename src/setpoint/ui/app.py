@@ -1,0 +1,196 @@
+"""The dashboard: server-rendered pages (Jinja2) with Plotly charts, all assets from packages.
+
+``create_ui(project)`` is a Starlette app; ``setpoint serve`` mounts it at
+``/ui`` and ``setpoint ui`` serves it alone. Pages read the store in a thread,
+so a serving worker's event loop never waits on them. Every asset is served
+from an installed package (this one, and ``plotly`` for ``plotly.min.js``):
+nothing is fetched from a network, and the pages work offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from setpoint.errors import MissingExtraError, NotFoundError, SetpointError
+from setpoint.project import Project
+from setpoint.ui import actions, charts, pages
+
+try:
+    import jinja2
+    from markupsafe import Markup
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, HTMLResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+except ImportError as exc:  # pragma: no cover - exercised by an install without the extra
+    raise MissingExtraError(
+        extra="ui", module=exc.name or "jinja2", feature="The dashboard"
+    ) from None
+
+__all__ = ["create_ui", "plotly_bundle"]
+
+_HERE = Path(__file__).parent
+
+
+def plotly_bundle() -> Path:
+    """``plotly.min.js`` as the installed ``plotly`` package ships it."""
+    try:
+        import plotly
+    except ImportError:
+        raise MissingExtraError(
+            extra="ui", module="plotly", feature="The dashboard's charts"
+        ) from None
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def _figure(figure: dict[str, Any]) -> str:
+    # Safe inside an HTML attribute once Jinja escapes it; dates become text.
+    return json.dumps(figure, default=str, allow_nan=False)
+
+
+def _script_json(value: Any) -> Markup:
+    """JSON for a ``<script type="application/json">``: left unescaped, so that the
+    script reads it, with ``<``, ``>`` and ``&`` written as escapes so that no value
+    can close the element."""
+    text = json.dumps(value, default=str, allow_nan=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escape)
+    return Markup(text)
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    """The body, refused past ``limit`` bytes without reading the rest."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise actions.ActionError(413, f"The form is over {limit} bytes; nothing was done.")
+    return body
+
+
+def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters.update(when=_when, number=_number, figure=_figure, script_json=_script_json)
+    environment.globals.update(prefix=prefix, project=project.name)
+
+    def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        context.setdefault("active", "")
+        return HTMLResponse(environment.get_template(name).render(**context), status_code=status)
+
+    def page(
+        template: str, load: Callable[[Request], dict[str, Any]], **extra: Any
+    ) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                data = await asyncio.to_thread(load, request)
+            except NotFoundError as exc:
+                return render("message.html", 404, heading="Not found", message=str(exc))
+            except SetpointError as exc:
+                return render("message.html", 400, heading="Cannot show this", message=str(exc))
+            return render(template, **data, **extra)
+
+        return endpoint
+
+    def overview(request: Request) -> dict[str, Any]:
+        return {"page": pages.overview_page(project), "active": "overview"}
+
+    def model(request: Request) -> dict[str, Any]:
+        raw = request.path_params["version"]
+        if not raw.isdigit():
+            raise NotFoundError(kind="model version", name=raw, hint="Versions are numbers.")
+        data = pages.model_page(project, int(raw))
+        return {"page": data, "active": "models"}
+
+    def monitoring(request: Request) -> dict[str, Any]:
+        data = pages.monitoring_page(project)
+        return {
+            "page": data,
+            "heatmap": charts.drift_heatmap(data),
+            "performance": charts.performance_chart(data),
+            "details": data["cells"],
+            "active": "monitoring",
+        }
+
+    def events(request: Request) -> dict[str, Any]:
+        kind = request.query_params.get("kind") or None
+        data = pages.events_page(project, kind=kind)
+        return {"page": data, "timeline": charts.event_timeline(data), "active": "events"}
+
+    def quality(request: Request) -> dict[str, Any]:
+        data = pages.quality_page(project)
+        return {"page": data, "bars": charts.quarantine_bars(data), "active": "quality"}
+
+    async def action_form(request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in actions.ACTIONS:
+            return render(
+                "message.html", 404, heading="No such action", message=f"No action {action!r}."
+            )
+        try:
+            data = await asyncio.to_thread(
+                actions.confirm_page, project, action, dict(request.query_params)
+            )
+        except actions.ActionError as exc:
+            return render("message.html", exc.status, heading="Cannot do that", message=exc.message)
+        return render("action.html", **data, active="")
+
+    async def action_post(request: Request) -> Response:
+        action = request.path_params["action"]
+        if action not in actions.ACTIONS:
+            return render(
+                "message.html", 404, heading="No such action", message=f"No action {action!r}."
+            )
+        try:
+            body = await _read_limited(request, actions.MAX_FORM_BYTES)
+            form = actions.parse_form(body, request.headers.get("content-type", ""))
+            said = await asyncio.to_thread(actions.perform, project, action, form)
+        except actions.ActionError as exc:
+            return render(
+                "message.html", exc.status, heading="Nothing was done", message=exc.message
+            )
+        return render("message.html", heading="Done", message=said)
+
+    async def plotly_js(request: Request) -> Response:
+        return FileResponse(plotly_bundle(), media_type="text/javascript")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return render(
+            "message.html", 404, heading="Not found", message=f"No page at {request.url.path}."
+        )
+
+    return Starlette(
+        routes=[
+            Route("/", page("overview.html", overview)),
+            Route("/models/{version}", page("model.html", model)),
+            Route("/monitoring", page("monitoring.html", monitoring)),
+            Route("/events", page("events.html", events)),
+            Route("/quality", page("quality.html", quality)),
+            Route("/actions/{action}", action_form, methods=["GET"]),
+            Route("/actions/{action}", action_post, methods=["POST"]),
+            Route("/static/plotly.min.js", plotly_js),
+            Mount("/static", StaticFiles(directory=_HERE / "static")),
+        ],
+        exception_handlers={404: not_found},
+    )

@@ -1,0 +1,181 @@
+"""What each dashboard page shows, read from the store: plain dicts for the templates.
+
+Nothing here renders HTML or knows HTTP. Each function reads one page's data
+in a few queries, so that a page stays well under its 300 ms of server time
+whatever the history: monitoring reads the stored windows (``setpoint monitor``
+computed them), never the prediction log.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from setpoint.errors import NotFoundError
+from setpoint.project import Project
+from setpoint.registry import aliases as alias_ops
+from setpoint.registry import jobs
+from setpoint.registry.events import ALERT_EVENT, list_events
+from setpoint.registry.models import get_version
+from setpoint.registry.monitoring import load_windows
+from setpoint.registry.quarantine import list_quarantine, quarantine_counts
+
+__all__ = ["events_page", "model_page", "monitoring_page", "overview_page", "quality_page"]
+
+
+def _metric(window: dict[str, Any], part: str, name: str) -> dict[str, Any] | None:
+    found = (window.get(part) or {}).get("metrics", {}).get(name)
+    return found if isinstance(found, dict) else None
+
+
+def overview_page(project: Project) -> dict[str, Any]:
+    """The project's champion, its latest window against the setpoint, the loop's last step."""
+    db, name, spec = project.store.db, project.name, project.spec
+    aliases = alias_ops.list_aliases(db, project=name)
+    champion = aliases.get("champion")
+    version = get_version(project.store, project=name, version=champion) if champion else None
+    windows = load_windows(db, project=name)
+    latest = windows[-1] if windows else None
+    result = latest.result if latest else {}
+    realized = _metric(result, "realized", spec.metric)
+    estimated = _metric(result, "estimate", spec.metric)
+    retrains = [job for job in jobs.list_jobs(db, project=name, limit=20) if job.kind == "retrain"]
+    alerts = list_events(db, project=name, kind=ALERT_EVENT, limit=10)
+    return {
+        "metric": spec.metric,
+        "setpoint": spec.monitoring.setpoint,
+        "higher_is_better": spec.higher_is_better,
+        "aliases": aliases,
+        "champion": champion,
+        "test": None if version is None else _test_metric(version.metrics, spec.metric),
+        "window": None
+        if latest is None
+        else {
+            "start": latest.start,
+            "end": latest.end,
+            "n": latest.n,
+            "labelled": latest.n_labelled,
+            "version": latest.version,
+            "realized": realized,
+            "estimated": estimated,
+            "drift_share": (result.get("drift") or {}).get("drift_share"),
+            "drifted": (result.get("drift") or {}).get("drifted"),
+            "drifted_features": result.get("drifted_features", []),
+        },
+        "below_setpoint": _below(realized, spec.monitoring.setpoint, spec.higher_is_better),
+        "last_retrain": retrains[0] if retrains else None,
+        "alerts": alerts,
+        "autopilot": spec.autopilot is not None,
+        "versions": [
+            {
+                "version": v.version,
+                "created_at": v.created_at,
+                "test": _test_metric(v.metrics, spec.metric),
+                "aliases": [a for a, n in aliases.items() if n == v.version],
+                "source": "autopilot" if "autopilot" in v.lineage else "train",
+            }
+            for v in reversed(project.versions())
+        ],
+    }
+
+
+def _test_metric(metrics: dict[str, Any], name: str) -> float | None:
+    value = metrics.get("slices", {}).get("test", {}).get(name)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _below(realized: dict[str, Any] | None, level: float | None, higher: bool) -> bool | None:
+    if realized is None or level is None or realized.get("value") is None:
+        return None
+    value = float(realized["value"])
+    return value < level if higher else value > level
+
+
+def model_page(project: Project, version: int) -> dict[str, Any]:
+    """One version: lineage, metrics per slice and segment, gate decisions, alias moves."""
+    found = get_version(project.store, project=project.name, version=version)
+    decisions = [
+        e
+        for e in list_events(
+            project.store.db, project=project.name, kind="gate_decision", limit=500
+        )
+        if e.payload.get("challenger") == version
+    ]
+    history = [
+        change
+        for change in alias_ops.alias_history_of(project.store.db, project=project.name)
+        if version in (change.version, change.previous_version)
+    ]
+    aliases = [
+        alias
+        for alias, number in alias_ops.list_aliases(project.store.db, project=project.name).items()
+        if number == version
+    ]
+    lineage = dict(found.lineage)
+    return {
+        "version": found,
+        "aliases": aliases,
+        "slices": found.metrics.get("slices", {}),
+        "segments": found.metrics.get("segments", {}),
+        "decisions": decisions,
+        "history": history,
+        "dataset": lineage.get("dataset", {}),
+        "features": lineage.get("features", {}),
+        "autopilot": lineage.get("autopilot"),
+        "packages": lineage.get("packages", {}),
+        "code": lineage.get("code", {}),
+        "metric": project.spec.metric,
+    }
+
+
+def monitoring_page(project: Project) -> dict[str, Any]:
+    """Every stored window, oldest first: drift per feature and the metric over time."""
+    windows = load_windows(project.store.db, project=project.name)
+    if not windows:
+        raise NotFoundError(
+            kind="monitoring window",
+            name=project.name,
+            hint="Run 'setpoint monitor' after some traffic; it stores the windows shown here.",
+        )
+    # One window size and clock: the most recent run's.
+    last = windows[-1]
+    chosen = [w for w in windows if (w.window, w.clock) == (last.window, last.clock)]
+    features: list[str] = []
+    for window in chosen:
+        for item in (window.result.get("drift") or {}).get("features", []):
+            if item["name"] not in features:
+                features.append(item["name"])
+    cells: dict[str, list[dict[str, Any] | None]] = {name: [] for name in features}
+    for window in chosen:
+        by_name = {f["name"]: f for f in (window.result.get("drift") or {}).get("features", [])}
+        for name in features:
+            cells[name].append(by_name.get(name))
+    metric = project.spec.metric
+    return {
+        "metric": metric,
+        "setpoint": project.spec.monitoring.setpoint,
+        "window": last.window,
+        "clock": last.clock,
+        "windows": chosen,
+        "features": features,
+        "cells": cells,
+        "realized": [_metric(w.result, "realized", metric) for w in chosen],
+        "estimated": [_metric(w.result, "estimate", metric) for w in chosen],
+    }
+
+
+def events_page(project: Project, *, kind: str | None = None, limit: int = 200) -> dict[str, Any]:
+    events = list_events(project.store.db, project=project.name, kind=kind, limit=limit)
+    kinds = Counter(e.kind for e in events)
+    return {"events": events, "kinds": dict(sorted(kinds.items())), "kind": kind}
+
+
+def quality_page(project: Project, *, examples: int = 20) -> dict[str, Any]:
+    counts = quarantine_counts(project.store, project=project.name)
+    rows = list_quarantine(project.store, project=project.name, limit=examples)
+    return {
+        "counts": dict(sorted(counts.items(), key=lambda item: -item[1])),
+        "columns": list(rows.columns),
+        "rows": rows.astype(object).where(rows.notna(), None).to_dict("records"),
+        "total": sum(counts.values()),
+    }
