@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -167,6 +168,15 @@ def test_the_monitoring_page_shows_the_shifted_week_and_a_cell_on_click(
     assert "temp in the window from" in page.locator("#cell-title").inner_text()
     assert "drifted" in panel.inner_text()
     assert "yes" in panel.inner_text()
+    # Its distribution beside the reference's: the warmer week's mass sits higher.
+    page.wait_for_selector("#cell-chart[data-drawn=cell]")
+    bars = page.locator("#cell-chart").evaluate("el => el.data")
+    assert [trace["name"] for trace in bars] == ["reference", "this window"]
+    reference, current = (np.array(trace["y"]) for trace in bars)
+    assert reference.sum() == pytest.approx(1.0)
+    assert current.sum() == pytest.approx(1.0)
+    middle = np.arange(len(reference))
+    assert (middle * current).sum() > (middle * reference).sum() + 1
 
 
 def test_pages_link_to_each_other_by_keyboard(visit: Visit, ui: str) -> None:

@@ -62,9 +62,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
+from itertools import pairwise
 from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from setpoint._json import jsonable
@@ -85,7 +87,7 @@ from setpoint.monitor.selection import (
     resolve_methods,
     resolve_thresholds,
 )
-from setpoint.monitor.summaries import ColumnSummary, NumericSummary
+from setpoint.monitor.summaries import CategoricalSummary, ColumnSummary, NumericSummary
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -144,6 +146,9 @@ class FeatureDrift:
     mean_current: float | None = None
     std_reference: float | None = None
     std_current: float | None = None
+    bins: tuple[str, ...] = ()
+    reference_shares: tuple[float, ...] = ()
+    current_shares: tuple[float, ...] = ()
 
     @property
     def missing_change(self) -> float:
@@ -312,7 +317,28 @@ def _feature(
         mean_current=stats.mean,
         std_reference=None if numeric is None else numeric.std,
         std_current=stats.std,
+        bins=_bin_labels(summary, stats.reference_counts.size),
+        reference_shares=_shares(stats.reference_counts),
+        current_shares=_shares(stats.current_counts),
     )
+
+
+def _shares(counts: npt.NDArray[np.float64]) -> tuple[float, ...]:
+    total = float(counts.sum())
+    return tuple(float(c) / total if total else 0.0 for c in counts)
+
+
+def _bin_labels(summary: ColumnSummary, size: int) -> tuple[str, ...]:
+    if isinstance(summary, CategoricalSummary):
+        return (*(str(c) for c in summary.categories), "<other>", "<new>")
+    edges = [f"{e:.4g}" for e in summary.edges]
+    if summary.n_valid == 0:
+        return ("all",)
+    if summary.discrete:
+        return (*edges[:-1], "<new>")
+    inner = [f"[{a}, {b})" for a, b in pairwise(edges)]
+    labels = (f"< {edges[0]}", *inner, f">= {edges[-1]}")
+    return labels if len(labels) == size else tuple(f"bin {i}" for i in range(size))
 
 
 def _family_p(feature: FeatureDrift) -> float:

@@ -36,6 +36,28 @@ function showCell(details, point) {
     facts.append(dt, dd);
   });
   box.hidden = false;
+  drawDistributions(cell, point.y);
+}
+
+function drawDistributions(cell, name) {
+  var target = document.getElementById("cell-chart");
+  if (!cell || !cell.bins || !cell.bins.length) {
+    target.hidden = true;
+    return;
+  }
+  target.hidden = false;
+  target.setAttribute("aria-label", "Distribution of " + name + ": reference and this window");
+  var bar = function (label, shares, color) {
+    return { type: "bar", name: label, x: cell.bins, y: shares, marker: { color: color } };
+  };
+  Plotly.newPlot(target, [
+    bar("reference", cell.reference_shares, "#7f7f7f"),
+    bar("this window", cell.current_shares, "#1f5fa8"),
+  ], {
+    title: { text: name + ": share of values per bin", x: 0 },
+    barmode: "group", height: 300, margin: { l: 50, r: 20, t: 40, b: 90 },
+    xaxis: { type: "category" }, yaxis: { tickformat: ".0%" },
+  }, { displaylogo: false, responsive: true }).then(function () { target.dataset.drawn = "cell"; });
 }
 
 function fmt(value) {
