@@ -46,7 +46,6 @@ function drawDistributions(cell, name) {
     return;
   }
   target.hidden = false;
-  target.setAttribute("aria-label", "Distribution of " + name + ": reference and this window");
   var bar = function (label, shares, color) {
     return { type: "bar", name: label, x: cell.bins, y: shares, marker: { color: color } };
   };
