@@ -309,3 +309,14 @@ def test_a_confirmation_for_a_missing_version_is_a_404(ui: str) -> None:
     for query, status in [("version=99", 404), ("version=abc", 400), ("", 400)]:
         answer = httpx.get(f"{ui}/actions/promote?{query}", timeout=10)
         assert answer.status_code == status
+
+
+def test_the_model_page_has_a_model_card_and_the_gate_decision(visit: Visit, ui: str) -> None:
+    page = visit.page
+    page.goto(ui + "/models/1")
+    card = page.locator("#card-h + dl").inner_text()
+    assert "late (binary)" in card
+    assert "Trained on" in card
+    assert "Weakest segments" in card
+    gate = page.locator("#gate-h ~ table").first.inner_text()
+    assert "no champion yet" in gate

@@ -112,7 +112,28 @@ def model_page(project: Project, version: int) -> dict[str, Any]:
         if number == version
     ]
     lineage = dict(found.lineage)
+    segments = found.metrics.get("segments", {})
+    metric = project.spec.metric
+    weakest = sorted(
+        (
+            (row["metrics"][metric], column, row["segment"], row["n"])
+            for column, rows in segments.items()
+            for row in rows
+            if isinstance(row.get("metrics", {}).get(metric), int | float)
+            and row.get("n", 0) >= project.spec.gate.min_segment_rows
+        ),
+        reverse=not project.spec.higher_is_better,
+    )[:3]
     return {
+        "card": {
+            "task": project.spec.task.value,
+            "target": project.spec.target,
+            "family": lineage.get("recipe", {}).get("family"),
+            "calibration": lineage.get("recipe", {}).get("calibration"),
+            "split": lineage.get("split", {}),
+            "test": _test_metric(found.metrics, metric),
+            "weakest": weakest,
+        },
         "version": found,
         "aliases": aliases,
         "slices": found.metrics.get("slices", {}),
