@@ -61,7 +61,8 @@ def main() -> None:
                 break
             except httpx.TransportError:
                 time.sleep(0.2)
-        print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}")
+        load = os.getloadavg()[0]
+        print(f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load {load:.2f}")
         print("| page | median ms | slowest ms | KB |")
         print("|---|---:|---:|---:|")
         with httpx.Client(timeout=30) as client:

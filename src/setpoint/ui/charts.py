@@ -15,19 +15,27 @@ _FONT = {"family": "system-ui, sans-serif", "size": 13, "color": "#1b1f24"}
 
 
 def _layout(title: str, **extra: Any) -> dict[str, Any]:
+    # The page's figcaption is the visible title; ``title`` names the figure for a
+    # reader of the JSON only.
     return {
-        "title": {"text": title, "x": 0, "font": {**_FONT, "size": 15}},
+        "meta": {"title": title},
         "font": _FONT,
-        "margin": {"l": 60, "r": 20, "t": 40, "b": 50},
+        "margin": {"l": 60, "r": 20, "t": 16, "b": 50},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
         **extra,
     }
 
 
+def _labels(windows: list[Any]) -> list[str]:
+    """Window starts, as dates when every window starts at midnight."""
+    daily = all((w.start.hour, w.start.minute) == (0, 0) for w in windows)
+    return [f"{w.start:%Y-%m-%d}" if daily else f"{w.start:%Y-%m-%d %H:%M}" for w in windows]
+
+
 def drift_heatmap(page: dict[str, Any]) -> dict[str, Any]:
     """Feature x window, coloured by PSI; the text says the test and whether it drifted."""
-    labels = [f"{w.start:%Y-%m-%d %H:%M}" for w in page["windows"]]
+    labels = _labels(page["windows"])
     z: list[list[float | None]] = []
     text: list[list[str]] = []
     for name in page["features"]:
@@ -71,7 +79,7 @@ def drift_heatmap(page: dict[str, Any]) -> dict[str, Any]:
 
 def performance_chart(page: dict[str, Any]) -> dict[str, Any]:
     """Realized (with its interval) and estimated metric per window, and the setpoint."""
-    labels = [f"{w.start:%Y-%m-%d %H:%M}" for w in page["windows"]]
+    labels = _labels(page["windows"])
     realized = page["realized"]
     values = [m.get("value") if m else None for m in realized]
     data: list[dict[str, Any]] = [

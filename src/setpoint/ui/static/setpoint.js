@@ -55,6 +55,7 @@ function drawDistributions(cell, name) {
   ], {
     title: { text: name + ": share of values per bin", x: 0 },
     barmode: "group", height: 300, margin: { l: 50, r: 20, t: 40, b: 90 },
+    font: { family: "system-ui, sans-serif", size: 13, color: "#1b1f24" },
     xaxis: { type: "category" }, yaxis: { tickformat: ".0%" },
   }, { displaylogo: false, responsive: true }).then(function () { target.dataset.drawn = "cell"; });
 }
