@@ -320,3 +320,22 @@ def test_the_model_page_has_a_model_card_and_the_gate_decision(visit: Visit, ui:
     assert "Weakest segments" in card
     gate = page.locator("#gate-h ~ table").first.inner_text()
     assert "no champion yet" in gate
+
+
+def test_a_retrain_started_on_the_dashboard_is_a_job_for_the_autopilot(ui: str, root: Path) -> None:
+    from setpoint.registry import jobs
+
+    key = (root / "key.txt").read_text(encoding="utf-8")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    page = httpx.get(ui + "/actions/retrain", timeout=10)
+    assert page.status_code == 200
+    assert "Queue a retrain job now" in page.text
+    answer = httpx.post(
+        ui + "/actions/retrain", content=f"key={key}&confirm=yes&reason=a+check", headers=form
+    )
+    assert answer.status_code == 200
+    assert "is queued" in answer.text
+    project = Project.open(root)
+    queued = jobs.list_jobs(project.store.db, project=project.name)
+    assert [(j.kind, j.status) for j in queued] == [("retrain", "queued")]
+    assert "a check" in queued[0].payload["trips"][0]
