@@ -18,9 +18,17 @@ from setpoint.registry import jobs
 from setpoint.registry.events import ALERT_EVENT, list_events
 from setpoint.registry.models import get_version
 from setpoint.registry.monitoring import load_windows
+from setpoint.registry.projects import list_projects
 from setpoint.registry.quarantine import list_quarantine, quarantine_counts
 
-__all__ = ["events_page", "model_page", "monitoring_page", "overview_page", "quality_page"]
+__all__ = [
+    "events_page",
+    "model_page",
+    "monitoring_page",
+    "overview_page",
+    "quality_page",
+    "store_projects",
+]
 
 
 def _metric(window: dict[str, Any], part: str, name: str) -> dict[str, Any] | None:
@@ -66,6 +74,7 @@ def overview_page(project: Project) -> dict[str, Any]:
         "last_retrain": retrains[0] if retrains else None,
         "alerts": alerts,
         "autopilot": spec.autopilot is not None,
+        "projects": store_projects(project),
         "versions": [
             {
                 "version": v.version,
@@ -77,6 +86,35 @@ def overview_page(project: Project) -> dict[str, Any]:
             for v in reversed(project.versions())
         ],
     }
+
+
+def store_projects(project: Project) -> list[dict[str, Any]]:
+    """Every project in the store beside this one: its champion, latest window and loop.
+
+    Only the served project's spec is known here, so the others show what the
+    store alone says (their metric is named in their stored windows).
+    """
+    db = project.store.db
+    found: list[dict[str, Any]] = []
+    for name in list_projects(db):
+        windows = load_windows(db, project=name)
+        latest = windows[-1] if windows else None
+        result = latest.result if latest else {}
+        realized = (result.get("realized") or {}).get("metrics", {})
+        retrains = [j for j in jobs.list_jobs(db, project=name, limit=5) if j.kind == "retrain"]
+        found.append(
+            {
+                "name": name,
+                "current": name == project.name,
+                "champion": alias_ops.get_alias(db, project=name, alias="champion"),
+                "window_end": None if latest is None else latest.end,
+                "realized": {k: v.get("value") for k, v in realized.items() if isinstance(v, dict)},
+                "drifted": (result.get("drift") or {}).get("drifted"),
+                "last_retrain": retrains[0].created_at if retrains else None,
+                "alerts": len(list_events(db, project=name, kind=ALERT_EVENT, limit=1000)),
+            }
+        )
+    return found
 
 
 def _test_metric(metrics: dict[str, Any], name: str) -> float | None:
