@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
 
-from setpoint.errors import NotFoundError
+from setpoint.errors import MissingExtraError, NotFoundError
 from setpoint.project import Project
 from setpoint.quickstart.run import quickstart_spec
 from setpoint.registry.events import ALERT_EVENT, record_event
@@ -47,3 +49,13 @@ def test_an_empty_project_has_empty_pages_or_a_clear_not_found(project: Project)
     assert quality["rows"] == []
     with pytest.raises(NotFoundError, match="setpoint monitor"):
         monitoring_page(project)
+
+
+def test_without_the_extra_the_dashboard_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # jinja2 is installed here; blocking its import stands in for an install without it.
+    monkeypatch.setitem(sys.modules, "jinja2", None)
+    monkeypatch.delitem(sys.modules, "setpoint.ui.app", raising=False)
+    with pytest.raises(MissingExtraError, match=r"setpoint\[ui\]") as info:
+        importlib.import_module("setpoint.ui.app")
+    assert info.value.extra == "ui"
+    assert info.value.module == "jinja2"

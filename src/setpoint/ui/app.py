@@ -28,7 +28,8 @@ try:
     from starlette.responses import FileResponse, HTMLResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
-except ImportError as exc:  # pragma: no cover - exercised by an install without the extra
+except ImportError as exc:
+    # Raised on import, so that serve can answer /ui with the missing extra named.
     raise MissingExtraError(
         extra="ui", module=exc.name or "jinja2", feature="The dashboard"
     ) from None
@@ -142,12 +143,17 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
         data = pages.quality_page(project)
         return {"page": data, "bars": charts.quarantine_bars(data), "active": "quality"}
 
+    def no_such(action: str) -> HTMLResponse | None:
+        if action in actions.ACTIONS:
+            return None
+        return render(
+            "message.html", 404, heading="No such action", message=f"No action {action!r}."
+        )
+
     async def action_form(request: Request) -> Response:
         action = request.path_params["action"]
-        if action not in actions.ACTIONS:
-            return render(
-                "message.html", 404, heading="No such action", message=f"No action {action!r}."
-            )
+        if (refused := no_such(action)) is not None:
+            return refused
         try:
             data = await asyncio.to_thread(
                 actions.confirm_page, project, action, dict(request.query_params)
@@ -158,10 +164,8 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
 
     async def action_post(request: Request) -> Response:
         action = request.path_params["action"]
-        if action not in actions.ACTIONS:
-            return render(
-                "message.html", 404, heading="No such action", message=f"No action {action!r}."
-            )
+        if (refused := no_such(action)) is not None:
+            return refused
         try:
             body = await _read_limited(request, actions.MAX_FORM_BYTES)
             form = actions.parse_form(body, request.headers.get("content-type", ""))
