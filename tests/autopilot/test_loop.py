@@ -273,7 +273,13 @@ def test_killed_mid_retrain_is_retried_once(
     # Before the lease runs out, no one else takes the job.
     survivor = Autopilot(project, owner="survivor")
     assert survivor.tick(now=T0 + timedelta(seconds=30)) == []
-    said = survivor.tick(now=T0 + timedelta(seconds=61))
+    # The lease ran out: the job waits a minute more (a crash backs off), then runs.
+    assert survivor.tick(now=T0 + timedelta(seconds=61)) == []
+    waiting = jobs.get_job(project.store.db, project=project.name, job_id=claimed.id)
+    assert waiting.status == "queued"
+    assert waiting.not_before == T0 + timedelta(seconds=120)
+    assert "expired" in (waiting.error or "")
+    said = survivor.tick(now=T0 + timedelta(seconds=121))
     assert said[0].startswith("retrained flights@3")
     job = jobs.get_job(project.store.db, project=project.name, job_id=claimed.id)
     assert job.stage == "shadow"

@@ -37,6 +37,7 @@ from setpoint.store.workspace import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = 60.0
+SECOND = timedelta(seconds=1)
 
 
 def at(seconds: float) -> datetime:
@@ -244,6 +245,37 @@ def test_fail_backs_off_and_makes_the_job_dead_at_max_attempts(store: Store) -> 
     assert dead.error == "boom\\x00 3"  # kept, made storable
     assert take(store, "w1", 10_000) is None
     assert active_job(store.db, project="p", kind="retrain") is None
+
+
+def test_a_crash_backs_off_doubling_with_each_attempt(store: Store) -> None:
+    job = add(store, "crash", max_attempts=4)
+    backoff = {"crash_backoff_s": 30.0, "max_backoff_s": 3600.0}
+    assert claim(store.db, project="p", owner="w1", lease_s=LEASE, now=at(0), **backoff)
+    # w1 died. Once its lease ran out the job waits 30 s more; after the next death, 60.
+    expires = at(LEASE)
+    for waited in (30, 60):
+        assert (
+            claim(store.db, project="p", owner="w", lease_s=LEASE, now=expires + SECOND, **backoff)
+            is None
+        )
+        queued = get_job(store.db, project="p", job_id=job.id)
+        assert queued.status == "queued"
+        assert queued.not_before == expires + timedelta(seconds=waited)
+        again = claim(
+            store.db,
+            project="p",
+            owner="w",
+            lease_s=LEASE,
+            now=expires + timedelta(seconds=waited),
+            **backoff,
+        )
+        assert again is not None
+        assert again.id == job.id
+        expires = again.lease_expires
+        assert expires is not None
+    assert get_job(store.db, project="p", job_id=job.id).attempts == 3
+    retries = list_events(store.db, project="p", kind="job_retry")
+    assert len(retries) == 2
 
 
 def test_a_crash_loop_stops_at_max_attempts_and_the_next_job_is_claimed(store: Store) -> None:

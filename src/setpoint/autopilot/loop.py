@@ -102,12 +102,12 @@ class Autopilot:
         """One pass; returns what it did, in words."""
         now = now or utcnow()
         db, name = self.project.store.db, self.project.name
-        job = jobs.claim(db, project=name, owner=self.owner, lease_s=self.lease_s, now=now)
+        job = self._claim(now)
         if job is None and jobs.active_job(db, project=name, kind=RETRAIN) is None:
             queued = self._look_and_queue(now)
             if queued is None:
                 return []
-            job = jobs.claim(db, project=name, owner=self.owner, lease_s=self.lease_s, now=now)
+            job = self._claim(now)
         if job is None:
             return []
         try:
@@ -115,6 +115,18 @@ class Autopilot:
         except SetpointError as exc:
             failed = jobs.fail(db, job, owner=self.owner, error=str(exc), now=now)
             return [f"job {job.id} failed ({failed.status}): {exc}"]
+
+    def _claim(self, now: datetime) -> jobs.Job | None:
+        # A retrain that killed its process waits a minute, then two, four... before
+        # it is tried again, and is given up at max_attempts.
+        return jobs.claim(
+            self.project.store.db,
+            project=self.project.name,
+            owner=self.owner,
+            lease_s=self.lease_s,
+            now=now,
+            crash_backoff_s=60.0,
+        )
 
     def _look_and_queue(self, now: datetime) -> jobs.Job | None:
         look = self.look(now)

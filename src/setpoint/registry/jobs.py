@@ -246,16 +246,23 @@ def claim(
     lease_s: float,
     now: datetime | None = None,
     kinds: Collection[str] | None = None,
+    crash_backoff_s: float = 0.0,
+    max_backoff_s: float = 3600.0,
 ) -> Job | None:
     """The oldest claimable job of ``project`` (of ``kinds``), now running for ``owner``; or None.
 
     Claimable: queued and due (``not_before <= now``), or running under a lease
     that ran out (its owner died). A claimable job that used up its attempts is
-    made ``dead`` instead, and the next one is looked at.
+    made ``dead`` instead, and the next one is looked at. With ``crash_backoff_s``,
+    a job whose owner died waits that long after its lease ran out, doubled for
+    each attempt it has had (at most ``max_backoff_s``), before it is retried: a
+    job that kills its worker each time is not retried at full speed.
     """
     _text("claim", "project", project, 64)
     _text("claim", "owner", owner, 128)
     lease = _seconds("claim", "lease_s", lease_s, zero=False)
+    _seconds("claim", "crash_backoff_s", crash_backoff_s, zero=True)
+    _seconds("claim", "max_backoff_s", max_backoff_s, zero=True)
     now = _now("claim", now)
     if kinds is not None and (isinstance(kinds, str) or not kinds):
         raise _bad("claim", "kinds", "None or a non-empty collection of kinds", kinds)
@@ -272,6 +279,14 @@ def claim(
             if found.status == "running" and found.lease_expires is not None:
                 error = f"the lease of {found.owner!r} expired at {found.lease_expires.isoformat()}"
             values: dict[str, Any] = {"lease_expires": None, "updated_at": now}
+            due = _crash_due(found, crash_backoff_s, max_backoff_s)
+            if found.attempts < found.max_attempts and due is not None and due > now:
+                values.update(status="queued", owner=None, not_before=due, error=error)
+                waiting = _update(conn, sa.and_(_c.id == found.id, _claimable(now)), values)
+                if waiting is not None:
+                    _event(conn, waiting, "job_retry")
+                query = query.where(_c.id != found.id)
+                continue
             if found.attempts >= found.max_attempts:
                 gave_up = f"gave up after {found.attempts} attempts: {error or 'no error recorded'}"
                 values.update(status="dead", finished_at=now, error=gave_up)
@@ -289,6 +304,14 @@ def claim(
                 _event(conn, job, "job_claimed", owner=owner)
                 return job
     return None
+
+
+def _crash_due(job: Job, backoff_s: float, max_backoff_s: float) -> datetime | None:
+    """When a job whose owner died may run again, or None if it was not a crash."""
+    if job.status != "running" or job.lease_expires is None or backoff_s <= 0:
+        return None
+    delay = min(float(max_backoff_s), backoff_s * 2.0 ** min(job.attempts - 1, 1000))
+    return job.lease_expires + timedelta(seconds=delay)
 
 
 def _held(job_id: int, owner: str) -> sa.ColumnElement[bool]:
