@@ -19,7 +19,8 @@ import pytest
 
 from _support.cli import run as setpoint
 from _support.fake_server import FakeServer, dead_url, running
-from setpoint.cli._replay import FeedbackQueue, TokenBucket, parse_duration
+from setpoint.cli._replay import FeedbackQueue, TokenBucket
+from setpoint.spec.durations import parse_duration
 
 T0 = datetime(2013, 8, 1, 4, tzinfo=UTC)
 
@@ -120,7 +121,8 @@ def test_durations() -> None:
     assert parse_duration("90s") == timedelta(seconds=90)
     assert parse_duration("1.5d") == timedelta(hours=36)
     assert parse_duration("0") == timedelta(0)
-    with pytest.raises(ValueError, match="30m, 6h or 1d"):
+    assert parse_duration("30m") == parse_duration("30min") == timedelta(minutes=30)
+    with pytest.raises(ValueError, match="30min, 6h, 7d or 2w"):
         parse_duration("6 hours")
 
 

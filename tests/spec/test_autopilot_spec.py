@@ -8,12 +8,8 @@ import pytest
 import yaml
 
 from setpoint.errors import SpecError
-from setpoint.spec.autopilot import (
-    AutopilotPolicy,
-    DataPolicy,
-    format_duration,
-    parse_duration,
-)
+from setpoint.spec.autopilot import AutopilotPolicy, DataPolicy
+from setpoint.spec.durations import format_duration, parse_duration
 from setpoint.spec.loader import dump_spec, parse_spec
 
 HEAD = "project: demo\ntask: binary\ntarget: y\ntimestamp: ts\n"  # lines 1-4

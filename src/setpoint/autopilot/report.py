@@ -14,7 +14,7 @@ from setpoint.autopilot.simulate import STRATEGIES, Replay, ReplayResult
 from setpoint.errors import ConfigError
 from setpoint.quickstart.flights import flight_events
 from setpoint.quickstart.run import quickstart_spec
-from setpoint.spec.autopilot import parse_duration
+from setpoint.spec.durations import parse_duration
 from setpoint.spec.loader import load_spec
 from setpoint.spec.model import ProjectSpec
 

@@ -21,7 +21,8 @@ import pandas as pd
 
 from setpoint.errors import InvalidParameterError, TrainingError
 from setpoint.registry.gate import GateDecision, evaluate_gate
-from setpoint.spec.autopilot import DataPolicy, format_duration
+from setpoint.spec.autopilot import DataPolicy
+from setpoint.spec.durations import format_duration
 from setpoint.spec.model import ProjectSpec, SplitSpec, Task
 from setpoint.train.bootstrap import paired_bootstrap
 from setpoint.train.model import TabularModel

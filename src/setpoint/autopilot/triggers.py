@@ -29,7 +29,8 @@ import pandas as pd
 from setpoint.errors import InvalidParameterError
 from setpoint.monitor.drift import DriftReport, detect_drift
 from setpoint.monitor.reference import Reference
-from setpoint.spec.autopilot import AutopilotPolicy, format_duration
+from setpoint.spec.autopilot import AutopilotPolicy
+from setpoint.spec.durations import format_duration
 from setpoint.spec.model import ProjectSpec
 
 __all__ = [

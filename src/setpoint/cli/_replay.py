@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-import re
 import threading
 import time
 from collections import Counter
@@ -22,23 +21,9 @@ from typing import Any
 from setpoint.client import Client, new_request_id
 from setpoint.errors import ServerError
 
-__all__ = ["FeedbackQueue", "ReplayStats", "TokenBucket", "parse_duration", "replay"]
+__all__ = ["FeedbackQueue", "ReplayStats", "TokenBucket", "replay"]
 
 FEEDBACK_CHUNK = 500  # outcomes per POST /v1/feedback
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
-
-
-def parse_duration(text: str) -> timedelta:
-    """``"90s"``, ``"30m"``, ``"6h"``, ``"1d"`` or ``"0"`` as a timedelta.
-
-    >>> parse_duration("6h"), parse_duration("0")
-    (datetime.timedelta(seconds=21600), datetime.timedelta(0))
-    """
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise ValueError(f"expected a duration such as 30m, 6h or 1d (s, m, h, d); got {text!r}")
-    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
 
 
 class TokenBucket:

@@ -133,7 +133,7 @@ def simulate(
     of each per week, the retrains and the training time, and writes a plot.
     """
     from setpoint.autopilot.report import run_simulation
-    from setpoint.spec.autopilot import parse_duration
+    from setpoint.spec.durations import parse_duration
 
     try:
         first = datetime.fromisoformat(start)

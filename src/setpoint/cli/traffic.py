@@ -141,7 +141,8 @@ def _replay(
     summary: records sent, errors by kind, feedback stored, rate and latency.
     """
     from setpoint.cli._records import replay_plan
-    from setpoint.cli._replay import parse_duration, replay
+    from setpoint.cli._replay import replay
+    from setpoint.spec.durations import parse_duration
 
     if not (math.isfinite(rate) and rate >= 0):
         raise typer.BadParameter(

@@ -17,60 +17,22 @@ or ``2w``.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from setpoint.spec.durations import Duration, format_duration
 
 __all__ = [
     "AutopilotPolicy",
     "BudgetPolicy",
     "DataPolicy",
     "DriftTrigger",
-    "Duration",
     "MetricTrigger",
     "ShadowPolicy",
     "TriggerSpec",
     "WatchPolicy",
-    "format_duration",
-    "parse_duration",
-]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d|w)\s*$")
-_UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "min": 60, "s": 1}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"7d"`` -> ``timedelta(days=7)``; a timedelta passes through."""
-    if isinstance(value, timedelta):
-        return value
-    match = _DURATION.match(value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(f"{value!r} is not a duration like 90s, 30min, 6h, 7d or 2w")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def format_duration(value: timedelta) -> str:
-    """The largest whole unit: ``timedelta(days=14)`` -> ``"2w"``."""
-    seconds = value.total_seconds()
-    for unit, size in _UNITS.items():
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    # timedelta keeps microseconds, so six decimals are exact and read back alike.
-    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
-
-
-def _positive(value: timedelta) -> timedelta:
-    if value <= timedelta(0):
-        raise ValueError(f"{format_duration(value)} is not a positive duration")
-    return value
-
-
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(lambda v: _positive(parse_duration(v))),
-    PlainSerializer(format_duration, return_type=str),
 ]
 
 

@@ -7,7 +7,6 @@ handful of lines. Unknown keys are errors: a typo must not be silently ignored.
 from __future__ import annotations
 
 import math
-import re
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from setpoint.spec.autopilot import AutopilotPolicy
+from setpoint.spec.durations import DURATION_HELP, parse_duration
 
 __all__ = [
     "AlertRule",
@@ -65,10 +65,6 @@ class SourceSpec(_Strict):
         return self
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|min|h|d)\s*$")
-_UNIT_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400}
-
-
 class JoinSpec(_Strict):
     """A point-in-time join of a feature table onto every batch of ``events``.
 
@@ -86,16 +82,16 @@ class JoinSpec(_Strict):
 
     @model_validator(mode="after")
     def _duration(self) -> JoinSpec:
-        if self.tolerance is not None and not _DURATION.match(self.tolerance):
-            raise ValueError(f"tolerance {self.tolerance!r} is not a duration like 30min, 3h or 2d")
+        if self.tolerance is not None:
+            try:
+                parse_duration(self.tolerance)
+            except ValueError:
+                raise ValueError(f"tolerance {self.tolerance!r} is not {DURATION_HELP}") from None
         return self
 
     @property
     def tolerance_delta(self) -> timedelta | None:
-        match = _DURATION.match(self.tolerance or "")
-        if match is None:
-            return None
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+        return None if self.tolerance is None else parse_duration(self.tolerance)
 
 
 class FeatureSpec(_Strict):
