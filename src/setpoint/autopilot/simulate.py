@@ -60,7 +60,6 @@ class Champion:
     """A model as a strategy serves it, with what the triggers compare traffic to."""
 
     model: TabularModel
-    trained_at: datetime
     expected: float | None
     reference: Reference | None
 
@@ -241,7 +240,7 @@ class Replay:
         self._event(now, "gate", passed=decision.passed, reasons=decision.reasons)
         if decision.passed:
             strategy.phase, strategy.phase_since = "shadow", now.to_pydatetime()
-            strategy.other = self._champion(data, result, now)
+            strategy.other = self._champion(data, result)
             strategy.other_scores[:] = np.nan
 
     def _end_shadow(self, strategy: _Strategy, now: pd.Timestamp) -> None:
@@ -310,7 +309,7 @@ class Replay:
             strategy.other_scores[rows] = strategy.other.model.predict_scores(day)
 
     def _look(self, strategy: _Strategy, now: pd.Timestamp) -> Look:
-        ts, target = self.spec.timestamp or "", self.spec.target
+        target = self.spec.target
         window = self._rows(now - pd.Timedelta(self.policy_.window), now)
         served = np.isfinite(strategy.scores[window])
         frame = self.frame_.iloc[window][served]
@@ -334,7 +333,6 @@ class Replay:
             estimated = estimate.metrics[self.spec.metric].value
         last = strategy.history[-1].started_at
         since = self.frame_[LABEL_TIME].between(pd.Timestamp(last), now, inclusive="right")
-        del ts
         return Look(
             now=now.to_pydatetime(),
             metric=self.spec.metric,
@@ -382,14 +380,14 @@ class Replay:
         built = self._fit(now, mode=mode)
         if built is None:
             return None
-        return self._champion(*built, now), time.perf_counter() - clock
+        return self._champion(*built), time.perf_counter() - clock
 
-    def _champion(self, data: TrainingSet, result: TrainResult, now: pd.Timestamp) -> Champion:
+    def _champion(self, data: TrainingSet, result: TrainResult) -> Champion:
         test = data.frame.iloc[result.test_index]
         columns = {name: test[name].to_numpy() for name in [*self.numeric, *self.categorical]}
         reference = Reference.build(columns, numeric=self.numeric, categorical=self.categorical)
         expected = result.metrics.get("test", {}).get(self.spec.metric)
-        return Champion(result.model, now.to_pydatetime(), expected, reference)
+        return Champion(result.model, expected, reference)
 
     def _event(self, now: pd.Timestamp, kind: str, **details: Any) -> None:
         self.events_.append({"at": now.isoformat(), "kind": kind, **details})
