@@ -22,9 +22,9 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from setpoint.config.loader import SPEC_FILE, dump_spec
+from setpoint.config.spec import ModelRecipe, ProjectSpec, Task
 from setpoint.project import Project
-from setpoint.spec.loader import SPEC_FILE, dump_spec
-from setpoint.spec.model import ModelRecipe, ProjectSpec, Task
 from setpoint.store.workspace import Store
 from setpoint.train.heads import LightGBMHead
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from setpoint.autopilot.simulate import Replay
+from setpoint.config.policy import AutopilotPolicy
+from setpoint.quickstart.build import quickstart_spec
 from setpoint.quickstart.flights import flight_events
-from setpoint.quickstart.run import quickstart_spec
-from setpoint.spec.autopilot import AutopilotPolicy
+from setpoint.quickstart.strategies import Replay
 
 NEW_YORK = ZoneInfo("America/New_York")
 POLICIES: dict[str, dict[str, Any]] = {

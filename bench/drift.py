@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 from _common import ROOT, WORK, median, peer_venv, print_machine, print_table
 
-from setpoint.monitor.drift import DriftReport, detect_drift
-from setpoint.monitor.reference import Reference
+from setpoint.stats.drift import DriftReport, detect_drift
+from setpoint.stats.reference import Reference
 
 PEER_VENV = ROOT / "bench" / ".venvs" / "evidently"
 PEER_SCRIPT = ROOT / "bench" / "_evidently_peer.py"

@@ -43,16 +43,16 @@ import pyarrow.csv as pacsv
 from _common import ROOT, WORK, instrumented, median, peer_venv, print_machine, print_table
 
 import setpoint.project
+from setpoint.config.spec import ProjectSpec
 from setpoint.data.schema import Schema, infer_schema
 from setpoint.data.sources import read_source
 from setpoint.data.validate import validate_batch
 from setpoint.project import Project
+from setpoint.quickstart.build import quickstart_spec
 from setpoint.quickstart.flights import flight_events
-from setpoint.quickstart.run import quickstart_spec
 from setpoint.registry import datasets
 from setpoint.registry.datasets import IngestResult
 from setpoint.settings import get_settings
-from setpoint.spec.model import ProjectSpec
 from setpoint.store.workspace import Store
 
 PEER_VENV = ROOT / "bench" / ".venvs" / "pandera"

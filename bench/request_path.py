@@ -29,8 +29,8 @@ from _common import WORK, print_machine, print_table
 from _serve_model import build
 
 from setpoint.project import Project
-from setpoint.serve.predlog import _encode
 from setpoint.serve.scorer import _predictions, load_scorer
+from setpoint.traffic.local_log import _encode
 
 
 def best_us(fn: Callable[[], Any], number: int) -> float:

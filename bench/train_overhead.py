@@ -38,11 +38,11 @@ import pandas as pd
 from _common import WORK, instrumented, median, print_machine, print_table
 
 import setpoint.project
+from setpoint.config.spec import ProjectSpec
 from setpoint.data.schema import infer_schema
 from setpoint.project import Project
+from setpoint.quickstart.build import TRAIN_MONTHS, quickstart_spec
 from setpoint.quickstart.flights import flight_events
-from setpoint.quickstart.run import TRAIN_MONTHS, quickstart_spec
-from setpoint.spec.model import ProjectSpec
 from setpoint.store.workspace import Store
 from setpoint.train.split import Split, time_split
 from setpoint.train.trainer import TrainResult, train_model

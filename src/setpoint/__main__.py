@@ -1,5 +1,5 @@
 """``python -m setpoint`` is the ``setpoint`` command."""
 
-from setpoint.cli.app import main
+from setpoint.cli.main import main
 
 main()

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from setpoint._json import jsonable
+from setpoint.config.loader import SPEC_FILE, load_spec
+from setpoint.config.spec import ProjectSpec, SourceSpec, Task
 from setpoint.data.asof import asof_join
 from setpoint.data.schema import Schema, check_feature_types, check_spec_columns
 from setpoint.data.sources import read_source
@@ -31,8 +33,6 @@ from setpoint.errors import (
     SetpointError,
     StoreError,
 )
-from setpoint.monitor.cbpe import calibration_check
-from setpoint.monitor.reference import Reference
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry.datasets import IngestResult, get_schema, ingest, load_dataset
 from setpoint.registry.events import Event, list_events
@@ -46,11 +46,11 @@ from setpoint.registry.models import (
     register_model,
 )
 from setpoint.settings import get_settings
-from setpoint.spec.loader import SPEC_FILE, load_spec
-from setpoint.spec.model import ProjectSpec, SourceSpec, Task
+from setpoint.stats.cbpe import calibration_check
+from setpoint.stats.reference import Reference
 from setpoint.store.workspace import Store
-from setpoint.train.model import TabularModel
 from setpoint.train.split import time_split
+from setpoint.train.tabular_model import TabularModel
 from setpoint.train.trainer import TrainResult, train_model
 
 __all__ = [

@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pandas as pd
 
+from setpoint.config.loader import SPEC_FILE, dump_spec
+from setpoint.config.spec import ModelRecipe, ServingSpec, SplitSpec
 from setpoint.project import Project
+from setpoint.quickstart.build import quickstart_spec
 from setpoint.quickstart.flights import flight_events
-from setpoint.quickstart.run import quickstart_spec
-from setpoint.spec.loader import SPEC_FILE, dump_spec
-from setpoint.spec.model import ModelRecipe, ServingSpec, SplitSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def build_project(
 
 def set_serving(root: Path, **serving: Any) -> None:
     """Rewrite the spec's ``serving`` section (read by servers started afterwards)."""
-    from setpoint.spec.loader import load_spec
+    from setpoint.config.loader import load_spec
 
     spec = load_spec(root / SPEC_FILE)
     spec = spec.model_copy(update={"serving": ServingSpec(**serving)})

@@ -1,6 +1,6 @@
 """The live loop on a real project: real flights, a real prediction log, real feedback rows.
 
-The log is written with the server's own ``PredictionLog`` (explicit times, as
+The log is written with the server's own ``LocalPredictionLog`` (explicit times, as
 a replayed clock would give), the feedback with ``record_feedback``; the loop
 is driven with explicit ``now`` values so that shadow and watch periods pass
 without waiting.
@@ -24,14 +24,14 @@ import pytest
 
 from _support.serving import REPO, build_project, events, records
 from setpoint.autopilot.loop import RETRAIN, Autopilot
+from setpoint.config.loader import SPEC_FILE, dump_spec, load_spec
+from setpoint.config.policy import AutopilotPolicy
 from setpoint.errors import ConfigError
 from setpoint.project import Project
 from setpoint.registry import jobs
 from setpoint.registry.feedback import record_feedback
-from setpoint.serve.pglog import DatabasePredictionLog
-from setpoint.serve.predlog import PredictionLog
-from setpoint.spec.autopilot import AutopilotPolicy
-from setpoint.spec.loader import SPEC_FILE, dump_spec, load_spec
+from setpoint.traffic.db_log import DatabasePredictionLog
+from setpoint.traffic.local_log import LocalPredictionLog
 
 # Feedback is stamped with the wall clock when it is received, and a look at T0
 # counts only labels received by then: T0 lies ahead of the test's own clock.
@@ -102,7 +102,7 @@ def _log(
         with DatabasePredictionLog(project.store.db, project=project.name) as pglog:
             pglog.append_many(rows)
     else:
-        with PredictionLog(project.store.home / "predictions" / project.name / "w0") as plog:
+        with LocalPredictionLog(project.store.home / "predictions" / project.name / "w0") as plog:
             plog.append_many(rows)
     labels = flights["late"].astype(int).tolist()
     record_feedback(

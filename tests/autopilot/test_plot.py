@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from setpoint.autopilot.plot import weekly_chart
 from setpoint.errors import InvalidParameterError
+from setpoint.quickstart.svg_chart import weekly_chart
 
 NS = "{http://www.w3.org/2000/svg}"
 START = date(2013, 4, 1)

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from setpoint.autopilot.retrain import TrainingSet, compare_live, judge, retrain, training_set
+from setpoint.config.policy import DataPolicy
+from setpoint.config.spec import GatePolicy, ModelRecipe, ProjectSpec
 from setpoint.errors import InvalidParameterError, TrainingError
-from setpoint.spec.autopilot import DataPolicy
-from setpoint.spec.model import GatePolicy, ModelRecipe, ProjectSpec
 from setpoint.train.trainer import TrainResult, train_model
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

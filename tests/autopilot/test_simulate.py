@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from _support.cli import run
-from setpoint.quickstart.run import quickstart_spec
-from setpoint.spec.autopilot import AutopilotPolicy
-from setpoint.spec.loader import dump_spec
+from setpoint.config.loader import dump_spec
+from setpoint.config.policy import AutopilotPolicy
+from setpoint.quickstart.build import quickstart_spec
 
 
 @pytest.fixture(scope="module")

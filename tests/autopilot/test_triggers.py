@@ -24,11 +24,11 @@ from setpoint.autopilot.triggers import (
     Schedule,
     build_triggers,
 )
+from setpoint.config.policy import AutopilotPolicy
+from setpoint.config.spec import MonitoringSpec
 from setpoint.errors import InvalidParameterError
-from setpoint.monitor.reference import Reference
-from setpoint.quickstart.run import quickstart_spec
-from setpoint.spec.autopilot import AutopilotPolicy
-from setpoint.spec.model import MonitoringSpec
+from setpoint.quickstart.build import quickstart_spec
+from setpoint.stats.reference import Reference
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 FEATURES = ["a", "b", "c", "d", "e", "f"]

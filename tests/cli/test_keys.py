@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from _support.cli import run as setpoint
-from setpoint.registry.keys import verify_key
+from setpoint.registry.api_keys import verify_key
 from setpoint.store.workspace import Store
 
 

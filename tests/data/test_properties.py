@@ -10,10 +10,10 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from setpoint.config.spec import ValidationPolicy
 from setpoint.data.asof import asof_join
 from setpoint.data.schema import ColumnSchema, Schema
 from setpoint.data.validate import validate_batch
-from setpoint.spec.model import ValidationPolicy
 
 SETTINGS = settings(
     max_examples=150,

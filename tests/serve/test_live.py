@@ -13,8 +13,8 @@ import pytest
 from _support.serving import ServerProcess, records, serving
 from setpoint.project import Project
 from setpoint.registry.aliases import set_alias
-from setpoint.serve.predlog import PredictionLog
 from setpoint.store.workspace import Store
+from setpoint.traffic.local_log import LocalPredictionLog
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ class Load:
 def logged_ids(project_dir: Path) -> list[str]:
     ids: list[str] = []
     for folder in sorted((project_dir / ".setpoint" / "predictions" / "flights").iterdir()):
-        with PredictionLog(folder) as plog:
+        with LocalPredictionLog(folder) as plog:
             ids += plog.read().column("request_id").to_pylist()
     return ids
 
@@ -117,7 +117,7 @@ def test_kill_9_with_postgresql_log(
         load.wait_for(800)
         server.kill()
         answered = {rid for rid, _ in load.answered}
-    from setpoint.serve.pglog import DatabasePredictionLog
+    from setpoint.traffic.db_log import DatabasePredictionLog
 
     store = Store.open(root)
     with DatabasePredictionLog(store.db, project="flights") as plog:

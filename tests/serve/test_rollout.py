@@ -13,7 +13,7 @@ import pytest
 from _support.serving import ServerProcess, records, serving, set_serving
 from setpoint.project import Project
 from setpoint.registry.aliases import set_alias
-from setpoint.serve.predlog import PredictionLog
+from setpoint.traffic.local_log import LocalPredictionLog
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def test_shadow_is_logged_never_returned(project_dir: Path, flights: pd.DataFram
         assert {a["model_version"] for a in answers} == {1}
         time.sleep(0.5)  # shadow rows are written after the answer
         server.kill()
-    with PredictionLog(project_dir / ".setpoint" / "predictions" / "flights" / "w0") as plog:
+    with LocalPredictionLog(project_dir / ".setpoint" / "predictions" / "flights" / "w0") as plog:
         rows = plog.read().to_pylist()
     by_role = {(r["request_id"], r["role"]): r for r in rows}
     for answer in answers:

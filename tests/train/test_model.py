@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from setpoint.config.spec import Task
 from setpoint.errors import ConfigError, DataError, TrainingError
-from setpoint.spec.model import Task
-from setpoint.train.model import TabularModel
+from setpoint.train.tabular_model import TabularModel
 from setpoint.train.trainer import TrainResult
 
 from .conftest import CATEGORICAL, NUMERIC

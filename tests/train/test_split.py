@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from setpoint.config.spec import SplitSpec, Task
 from setpoint.errors import SchemaError, TrainingError
-from setpoint.spec.model import SplitSpec, Task
 from setpoint.train.split import time_split
 
 

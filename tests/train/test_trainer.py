@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from setpoint.config.spec import ModelRecipe, SplitSpec, Task, ThresholdSpec
 from setpoint.errors import InvalidParameterError, SchemaError, TrainingError
-from setpoint.spec.model import ModelRecipe, SplitSpec, Task, ThresholdSpec
-from setpoint.train.model import TabularModel
 from setpoint.train.split import time_split
+from setpoint.train.tabular_model import TabularModel
 from setpoint.train.trainer import TrainResult, train_model
 
 from .conftest import CATEGORICAL, FAST, NUMERIC, train_binary

@@ -7,8 +7,8 @@ import optuna
 import pandas as pd
 import pytest
 
+from setpoint.config.spec import ModelRecipe, Task, TuningSpec
 from setpoint.errors import InvalidParameterError, MissingExtraError
-from setpoint.spec.model import ModelRecipe, Task, TuningSpec
 from setpoint.train.tune import tune
 
 from .conftest import CATEGORICAL, NUMERIC

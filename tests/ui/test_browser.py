@@ -22,12 +22,12 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from watch.test_alerts import build_logged
 
 from _support.serving import REPO, free_port
+from setpoint.monitor.runner import monitor_project
 from setpoint.project import Project
-from setpoint.registry.keys import create_key
-from setpoint.watch.run import monitor_project
-from watch.test_alerts import build_logged
+from setpoint.registry.api_keys import create_key
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():

@@ -10,7 +10,7 @@ import pytest
 
 from setpoint.errors import MissingExtraError, NotFoundError
 from setpoint.project import Project
-from setpoint.quickstart.run import quickstart_spec
+from setpoint.quickstart.build import quickstart_spec
 from setpoint.registry.events import ALERT_EVENT, record_event
 from setpoint.registry.projects import upsert_project
 from setpoint.store.workspace import Store
@@ -54,8 +54,8 @@ def test_an_empty_project_has_empty_pages_or_a_clear_not_found(project: Project)
 def test_without_the_extra_the_dashboard_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     # jinja2 is installed here; blocking its import stands in for an install without it.
     monkeypatch.setitem(sys.modules, "jinja2", None)
-    monkeypatch.delitem(sys.modules, "setpoint.ui.app", raising=False)
+    monkeypatch.delitem(sys.modules, "setpoint.ui.site", raising=False)
     with pytest.raises(MissingExtraError, match=r"setpoint\[ui\]") as info:
-        importlib.import_module("setpoint.ui.app")
+        importlib.import_module("setpoint.ui.site")
     assert info.value.extra == "ui"
     assert info.value.module == "jinja2"

@@ -40,11 +40,10 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from setpoint.autopilot import live
 from setpoint.autopilot.retrain import Comparison, compare_live, judge, retrain, training_set
 from setpoint.autopilot.triggers import DriftTrigger, Guard, Look, RetrainRecord, build_triggers
+from setpoint.config.policy import AutopilotPolicy
 from setpoint.errors import ConfigError, SetpointError
-from setpoint.monitor.cbpe import estimate_performance
 from setpoint.project import LABEL_COLUMN, PREDICTION_COLUMN, Project
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry import jobs
@@ -52,8 +51,10 @@ from setpoint.registry.events import record_event
 from setpoint.registry.gate import record_gate_decision
 from setpoint.registry.models import get_version, list_versions
 from setpoint.settings import get_settings
-from setpoint.spec.autopilot import AutopilotPolicy
+from setpoint.stats.cbpe import estimate_performance
 from setpoint.store.tables import utcnow
+from setpoint.traffic import history as live
+from setpoint.traffic.frames import Traffic
 from setpoint.train.metrics import metric_function
 
 __all__ = ["RETRAIN", "Autopilot"]
@@ -61,6 +62,32 @@ __all__ = ["RETRAIN", "Autopilot"]
 log = logging.getLogger("setpoint.autopilot")
 RETRAIN = "retrain"
 _ACTOR = "autopilot"
+
+
+_ROLE, _VERSION, _SCORE, _REQUEST, _INDEX, _LOGGED, _LABEL_TIME = (
+    "__role__",
+    "__version__",
+    "__score__",
+    "__request__",
+    "__index__",
+    "__logged__",
+    live.LABEL_TIME,
+)
+
+
+def _flat(traffic: Traffic, target: str) -> pd.DataFrame:
+    """The inputs, ``target`` set to the labels, and the log's columns under private names."""
+    meta = traffic.meta
+    frame = traffic.inputs.copy()
+    frame[_ROLE] = meta["role"].to_numpy()
+    frame[_VERSION] = pd.to_numeric(meta["model_version"], errors="coerce").to_numpy()
+    frame[_SCORE] = meta["score"].to_numpy()
+    frame[_REQUEST] = meta["request_id"].to_numpy()
+    frame[_INDEX] = meta["index"].astype(int).to_numpy()
+    frame[_LOGGED] = pd.to_datetime(meta["time"], utc=True).to_numpy()
+    frame[target] = meta["label"].to_numpy(dtype=object)
+    frame[_LABEL_TIME] = meta["label_time"].to_numpy()
+    return frame.reset_index(drop=True)
 
 
 class Autopilot:
@@ -157,18 +184,18 @@ class Autopilot:
         base = Look(now=now, metric=spec.metric, higher_is_better=spec.higher_is_better)
         if champion is None:
             return base
-        served = live.traffic(project, as_of=now)
-        if len(served):
-            since = pd.Timestamp(now - self.policy.window)
-            served = served[
-                (served[live.VERSION] == champion) & (served[live.LOGGED] >= since)
-            ].reset_index(drop=True)
+        logged = live.traffic_as_of(project.store, project=project.name, as_of=now)
+        since = pd.Timestamp(now - self.policy.window)
+        keep = (logged.meta["model_version"] == str(champion)) & (
+            pd.to_datetime(logged.meta["time"], utc=True) >= since
+        )
+        served = _flat(logged.take(keep.to_numpy()), spec.target)
         model = project.load_model(champion)
         version = get_version(project.store, project=project.name, version=champion)
         expected = version.metrics.get("slices", {}).get("test", {}).get(spec.metric)
         labels_since = 0
         if len(served) and last is not None:
-            labels_since = int((served[live.LABEL_TIME] > pd.Timestamp(last)).sum())
+            labels_since = int((served[_LABEL_TIME] > pd.Timestamp(last)).sum())
         look = Look(
             now=now,
             metric=spec.metric,
@@ -179,12 +206,12 @@ class Autopilot:
         )
         if not len(served):
             return look
-        scores = served[live.SCORE].to_numpy(dtype=np.float64)
+        scores = served[_SCORE].to_numpy(dtype=np.float64)
         drift = realized = estimated = None
         labelled = served[spec.target].notna().to_numpy()
         for trigger in self.triggers:
             if isinstance(trigger, DriftTrigger):
-                from setpoint.watch.reference import load_reference
+                from setpoint.monitor.model_reference import load_reference
 
                 ref = load_reference(project, champion)
                 current = served.copy()
@@ -274,10 +301,17 @@ class Autopilot:
         old = project.load_model(champion)
         numeric, categorical = list(old.preprocessor.numeric), list(old.preprocessor.categorical)
         data = training_set(
-            live.history(project, as_of=as_of),
+            live.history(
+                project.store,
+                project=project.name,
+                target=spec.target,
+                timestamp=spec.timestamp,
+                entity=spec.entity,
+                as_of=as_of,
+            ),
             as_of=as_of,
             timestamp=spec.timestamp or "",
-            label_time=live.LABEL_TIME,
+            label_time=_LABEL_TIME,
             target=spec.target,
             policy=self.policy.data,
         )
@@ -367,24 +401,28 @@ class Autopilot:
     ) -> tuple[int, Comparison | None]:
         """Requests both versions scored since ``since``; ``new``'s lead on those labelled."""
         spec = self.project.spec
-        frame = live.traffic(self.project, as_of=now, roles=("champion", "canary", "shadow"))
-        if not len(frame):
+        logged = live.traffic_as_of(
+            self.project.store,
+            project=self.project.name,
+            as_of=now,
+            roles=("champion", "canary", "shadow"),
+        )
+        if not len(logged):
             return 0, None
-        frame = frame[frame[live.LOGGED] >= pd.Timestamp(since)]
-        key = [live.REQUEST, live.INDEX]
-        served = frame[frame[live.VERSION] == (old if shadow else new)]
-        other = frame[
-            (frame[live.ROLE] == "shadow") & (frame[live.VERSION] == (new if shadow else old))
-        ]
-        both = served.merge(other[[*key, live.SCORE]], on=key, suffixes=("", "_other"))
+        frame = _flat(logged, spec.target)
+        frame = frame[frame[_LOGGED] >= pd.Timestamp(since)]
+        key = [_REQUEST, _INDEX]
+        served = frame[frame[_VERSION] == (old if shadow else new)]
+        other = frame[(frame[_ROLE] == "shadow") & (frame[_VERSION] == (new if shadow else old))]
+        both = served.merge(other[[*key, _SCORE]], on=key, suffixes=("", "_other"))
         labelled = both[both[spec.target].notna()]
         minimum = self.policy.shadow.min_labels if shadow else self.policy.watch.min_labels
         if len(labelled) < minimum or labelled[spec.target].nunique() < 2:
             return len(both), None
         model = self.project.load_model(new)
         y = model.encode_labels(labelled[spec.target])
-        a = labelled[live.SCORE].to_numpy(dtype=np.float64)
-        b = labelled[live.SCORE + "_other"].to_numpy(dtype=np.float64)
+        a = labelled[_SCORE].to_numpy(dtype=np.float64)
+        b = labelled[_SCORE + "_other"].to_numpy(dtype=np.float64)
         old_scores, new_scores = (a, b) if shadow else (b, a)
         return len(both), compare_live(y, old_scores, new_scores, metric=spec.metric)
 

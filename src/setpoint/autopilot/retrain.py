@@ -19,13 +19,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from setpoint.config.durations import format_duration
+from setpoint.config.policy import DataPolicy
+from setpoint.config.spec import ProjectSpec, SplitSpec, Task
 from setpoint.errors import InvalidParameterError, TrainingError
 from setpoint.registry.gate import GateDecision, evaluate_gate
-from setpoint.spec.autopilot import DataPolicy
-from setpoint.spec.durations import format_duration
-from setpoint.spec.model import ProjectSpec, SplitSpec, Task
 from setpoint.train.bootstrap import paired_bootstrap
-from setpoint.train.model import TabularModel
+from setpoint.train.tabular_model import TabularModel
 from setpoint.train.trainer import TrainResult, train_model
 
 __all__ = ["Comparison", "TrainingSet", "compare_live", "judge", "retrain", "training_set"]

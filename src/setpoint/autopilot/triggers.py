@@ -26,12 +26,12 @@ from typing import Literal, Protocol
 
 import pandas as pd
 
+from setpoint.config.durations import format_duration
+from setpoint.config.policy import AutopilotPolicy
+from setpoint.config.spec import ProjectSpec
 from setpoint.errors import InvalidParameterError
-from setpoint.monitor.drift import DriftReport, detect_drift
-from setpoint.monitor.reference import Reference
-from setpoint.spec.autopilot import AutopilotPolicy
-from setpoint.spec.durations import format_duration
-from setpoint.spec.model import ProjectSpec
+from setpoint.stats.drift import DriftReport, detect_drift
+from setpoint.stats.reference import Reference
 
 __all__ = [
     "DriftTrigger",

@@ -151,7 +151,7 @@ def _iso(when: datetime | None) -> str | None:
 
 
 def _columns(spec_dir: Path) -> tuple[str, str]:
-    from setpoint.spec.loader import SPEC_FILE, load_spec
+    from setpoint.config.loader import SPEC_FILE, load_spec
 
     if not (spec_dir / SPEC_FILE).is_file():
         return _TIMESTAMP, _TARGET

@@ -132,8 +132,8 @@ def simulate(
     autopilot runs its policy (the quickstart's, or --spec's). Prints the PR-AUC
     of each per week, the retrains and the training time, and writes a plot.
     """
-    from setpoint.autopilot.report import run_simulation
-    from setpoint.spec.durations import parse_duration
+    from setpoint.config.durations import parse_duration
+    from setpoint.quickstart.simulate import run_simulation
 
     try:
         first = datetime.fromisoformat(start)

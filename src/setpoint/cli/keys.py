@@ -36,7 +36,7 @@ def _create(name: KeyName, directory: ProjectDir = Path()) -> None:
     note goes to standard error. Send it as 'Authorization: Bearer <key>', or
     set SETPOINT_API_KEY for 'setpoint predict' and 'setpoint replay'.
     """
-    from setpoint.registry.keys import create_key
+    from setpoint.registry.api_keys import create_key
 
     project = open_project(directory)
     key = create_key(project.store.db, name=name)
@@ -51,7 +51,7 @@ def _create(name: KeyName, directory: ProjectDir = Path()) -> None:
 @app.command("list")
 def _list(directory: ProjectDir = Path()) -> None:
     """Every key by name, with when it was made and revoked; never the key itself."""
-    from setpoint.registry.keys import list_keys
+    from setpoint.registry.api_keys import list_keys
 
     project = open_project(directory)
     rows = [
@@ -72,7 +72,7 @@ def _list(directory: ProjectDir = Path()) -> None:
 @app.command("revoke")
 def _revoke(name: KeyName, directory: ProjectDir = Path()) -> None:
     """Revoke a key: requests with it are refused (403) within seconds. The name stays taken."""
-    from setpoint.registry.keys import revoke_key
+    from setpoint.registry.api_keys import revoke_key
 
     project = open_project(directory)
     revoke_key(project.store.db, name=name)

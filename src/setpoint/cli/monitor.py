@@ -17,9 +17,9 @@ from setpoint.errors import ConfigError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from setpoint.monitor.alerts import AlertOutcome
+    from setpoint.monitor.results import MonitorResult, WindowResult
     from setpoint.project import Project
-    from setpoint.watch.alerts import AlertOutcome
-    from setpoint.watch.results import MonitorResult, WindowResult
 
 __all__ = ["register"]
 
@@ -138,8 +138,8 @@ def _monitor(
     and (binary models) that metric estimated from the scores alone (CBPE)
     before labels arrive.
     """
-    from setpoint.watch.run import monitor_project
-    from setpoint.watch.windows import parse_window
+    from setpoint.monitor.runner import monitor_project
+    from setpoint.monitor.windows import parse_window
 
     try:
         parse_window(window)
@@ -172,7 +172,7 @@ def _monitor(
         _report(project, result, html, clock=clock.value, only_version=version is not None)
     outcome = None
     if alerts:
-        from setpoint.watch.alerts import raise_alerts
+        from setpoint.monitor.alerts import raise_alerts
 
         outcome = raise_alerts(project, result)
     if output is _Format.JSON:
@@ -200,8 +200,8 @@ def _report(
     clock: Literal["event", "served"],
     only_version: bool,
 ) -> None:
-    from setpoint.watch.reference import load_reference
-    from setpoint.watch.report import window_inputs, write_report
+    from setpoint.monitor.html_report import window_inputs, write_report
+    from setpoint.monitor.model_reference import load_reference
 
     monitoring = project.spec.monitoring
     write_report(

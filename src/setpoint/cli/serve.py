@@ -25,7 +25,7 @@ ROOT_ENV = "SETPOINT_SERVE_ROOT"
 
 def app_factory() -> object:
     """The ASGI app for each worker (``uvicorn --factory``)."""
-    from setpoint.serve.app import create_app
+    from setpoint.serve.server import create_app
 
     return create_app(os.environ[ROOT_ENV])
 
@@ -37,7 +37,7 @@ def ui_factory() -> object:
     from starlette.routing import Mount, Route
 
     from setpoint.project import Project
-    from setpoint.ui.app import create_ui
+    from setpoint.ui.site import create_ui
 
     project = Project.open(os.environ[ROOT_ENV])
 

@@ -142,7 +142,7 @@ def _replay(
     """
     from setpoint.cli._records import replay_plan
     from setpoint.cli._replay import replay
-    from setpoint.spec.durations import parse_duration
+    from setpoint.config.durations import parse_duration
 
     if not (math.isfinite(rate) and rate >= 0):
         raise typer.BadParameter(

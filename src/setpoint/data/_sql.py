@@ -7,8 +7,8 @@ from urllib.parse import unquote
 
 import pandas as pd
 
+from setpoint.config.spec import SourceSpec
 from setpoint.errors import SourceError
-from setpoint.spec.model import SourceSpec
 
 __all__ = ["read_sql"]
 

@@ -14,10 +14,10 @@ from typing import Annotated, Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from setpoint.config.spec import FeatureSpec, ProjectSpec, Task
 from setpoint.data._coerce import Kind, plain
 from setpoint.data._infer import check_timestamp, describe, infer_kind
 from setpoint.errors import InvalidParameterError, SchemaError
-from setpoint.spec.model import FeatureSpec, ProjectSpec, Task
 
 __all__ = [
     "ColumnSchema",

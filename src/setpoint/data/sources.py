@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from setpoint.config.spec import SourceSpec
 from setpoint.data._sql import read_sql
 from setpoint.errors import InvalidParameterError, SchemaError, SourceError
-from setpoint.spec.model import SourceSpec
 
 __all__ = ["read_source"]
 

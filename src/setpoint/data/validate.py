@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import pandas_dtype
 
+from setpoint.config.spec import ValidationPolicy
 from setpoint.data._coerce import as_boolean, as_datetime, as_numeric, as_text, null_tokens
-from setpoint.data.report import Anomaly, AnomalyKind, ValidationReport
 from setpoint.data.schema import ColumnSchema, Schema
+from setpoint.data.validation_report import Anomaly, AnomalyKind, ValidationReport
 from setpoint.errors import InvalidParameterError, SchemaError
-from setpoint.spec.model import ValidationPolicy
 
 __all__ = ["Anomaly", "AnomalyKind", "ValidationReport", "validate_batch"]
 

@@ -1,1 +1,1 @@
-"""Monitoring: summaries of a reference frame and drift between it and a current window."""
+"""Monitoring served traffic: each window of the prediction log against the model's reference."""

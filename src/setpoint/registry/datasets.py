@@ -25,13 +25,13 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from setpoint._json import jsonable
+from setpoint.config.spec import ProjectSpec, SourceSpec
 from setpoint.data.schema import Schema, check_feature_types, infer_schema
 from setpoint.data.sources import read_source
 from setpoint.data.validate import ValidationReport, validate_batch
 from setpoint.errors import BatchRefusedError, NotFoundError, SchemaError
 from setpoint.registry.events import record_event
 from setpoint.registry.projects import ensure_project, lock_project, upsert_project
-from setpoint.spec.model import ProjectSpec, SourceSpec
 from setpoint.store.tables import datasets, quarantine, schemas, utcnow
 from setpoint.store.workspace import Store
 

@@ -16,8 +16,8 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from setpoint._json import jsonable
+from setpoint.config.spec import GatePolicy
 from setpoint.registry.events import record_event
-from setpoint.spec.model import GatePolicy
 from setpoint.store.tables import gate_decisions, utcnow
 from setpoint.train.bootstrap import paired_bootstrap
 from setpoint.train.metrics import HIGHER_IS_BETTER, metric_function

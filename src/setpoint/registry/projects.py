@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from setpoint.config.spec import ProjectSpec
 from setpoint.errors import NotFoundError
-from setpoint.spec.model import ProjectSpec
 from setpoint.store.db import Database
 from setpoint.store.tables import projects, utcnow
 

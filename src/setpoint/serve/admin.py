@@ -18,7 +18,7 @@ from starlette.responses import Response
 from setpoint.serve.http import ApiError, JSONResponse, read_json
 
 if TYPE_CHECKING:
-    from setpoint.serve.app import Server
+    from setpoint.serve.server import Server
 
 __all__ = ["check_key", "promote", "reload", "rollback"]
 
@@ -28,7 +28,7 @@ _valid: dict[str, float] = {}  # sha256 of a key -> until when it is known valid
 
 async def check_key(server: Server, request: Request) -> None:
     """Raise 401 without a bearer key and 403 with one that is not valid."""
-    from setpoint.registry.keys import verify_key
+    from setpoint.registry.api_keys import verify_key
 
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")

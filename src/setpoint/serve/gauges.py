@@ -23,8 +23,8 @@ import math
 import time
 from typing import Any
 
-from setpoint.registry.monitoring import StoredWindow, latest_window
-from setpoint.serve.metrics import Labels, sample_line
+from setpoint.registry.stored_windows import StoredWindow, latest_window
+from setpoint.serve.counters import Labels, sample_line
 from setpoint.store.db import Database
 
 __all__ = ["MONITOR_FAMILIES", "MonitorGauges", "render_window"]

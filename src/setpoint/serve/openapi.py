@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from setpoint.config.spec import ServingSpec, Task
 from setpoint.serve.scorer import Scorer, example_record
-from setpoint.spec.model import ServingSpec, Task
 
 __all__ = ["openapi_document"]
 

@@ -18,12 +18,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from setpoint.config.spec import CanaryPolicy
 from setpoint.errors import SetpointError
 from setpoint.project import Project
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry.events import record_event
 from setpoint.serve.scorer import Scorer, load_scorer
-from setpoint.spec.model import CanaryPolicy
 
 __all__ = ["ROLES", "CanaryGuard", "ModelRouter", "Role", "bucket"]
 

@@ -14,14 +14,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from setpoint.config.spec import Task
 from setpoint.data.schema import Schema
 from setpoint.errors import ConfigError
 from setpoint.project import TABULAR_KIND, Project
 from setpoint.registry.datasets import get_schema
 from setpoint.registry.models import get_version, load_artifacts
 from setpoint.serve.validation import RequestValidator
-from setpoint.spec.model import Task
-from setpoint.train.model import TabularModel, json_safe_label
+from setpoint.train.tabular_model import TabularModel, json_safe_label
 
 __all__ = ["INLINE_RECORDS", "Scored", "Scorer", "example_record", "load_scorer"]
 

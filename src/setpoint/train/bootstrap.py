@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from setpoint.config.spec import Task
 from setpoint.errors import InvalidParameterError
-from setpoint.spec.model import Task
 from setpoint.train._kernels import Sample
 from setpoint.train.metrics import HIGHER_IS_BETTER, evaluate, make_kernel
 

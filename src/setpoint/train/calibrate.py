@@ -20,8 +20,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from setpoint.config.spec import ThresholdSpec
 from setpoint.errors import InvalidParameterError, TrainingError
-from setpoint.spec.model import ThresholdSpec
 from setpoint.train._kernels import Sample, _Ranking
 
 __all__ = ["Calibrator", "ThresholdChoice", "choose_threshold"]

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from setpoint.config.spec import ModelRecipe, Task
 from setpoint.errors import InvalidParameterError, TrainingError
-from setpoint.spec.model import ModelRecipe, Task
 from setpoint.train.heads import LightGBMHead, LinearHead
 
 __all__ = ["canonical_param", "fit_lightgbm", "fit_linear", "lightgbm_params"]

@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from setpoint.config.spec import Task
 from setpoint.errors import InvalidParameterError
-from setpoint.spec.model import Task
 from setpoint.train._kernels import (
     BinaryKernel,
     Kernel,

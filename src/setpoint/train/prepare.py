@@ -14,8 +14,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from setpoint.config.spec import ModelRecipe, Task
 from setpoint.errors import TrainingError
-from setpoint.spec.model import ModelRecipe, Task
 from setpoint.train.preprocess import Preprocessor
 from setpoint.train.split import Split, time_split
 from setpoint.train.target import encode_target

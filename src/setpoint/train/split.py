@@ -19,8 +19,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from setpoint.config.spec import SplitSpec, Task
 from setpoint.errors import SchemaError, TrainingError
-from setpoint.spec.model import SplitSpec, Task
 
 __all__ = ["Split", "time_split"]
 

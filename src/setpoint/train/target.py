@@ -22,9 +22,9 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from setpoint.config.spec import Task
 from setpoint.errors import TrainingError
-from setpoint.spec.model import Task
-from setpoint.train.model import json_safe_label
+from setpoint.train.tabular_model import json_safe_label
 
 __all__ = ["MAX_CLASSES", "encode_target"]
 

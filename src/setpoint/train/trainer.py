@@ -27,14 +27,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from setpoint.config.spec import ModelRecipe, Task
 from setpoint.errors import InvalidParameterError, SchemaError, SetpointError, TrainingError
-from setpoint.spec.model import ModelRecipe, Task
 from setpoint.train.calibrate import Calibrator, ThresholdChoice, choose_threshold
 from setpoint.train.fitting import fit_lightgbm, fit_linear, lightgbm_params
 from setpoint.train.heads import LightGBMHead, LinearHead
 from setpoint.train.metrics import compute_metrics, metric_names, segment_metrics
-from setpoint.train.model import TabularModel
 from setpoint.train.prepare import prepare
+from setpoint.train.tabular_model import TabularModel
 
 __all__ = ["TrainResult", "train_model"]
 

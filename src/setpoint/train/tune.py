@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from setpoint.config.spec import ModelRecipe, Task
 from setpoint.errors import InvalidParameterError, MissingExtraError
-from setpoint.spec.model import ModelRecipe, Task
 from setpoint.train.fitting import canonical_param, fit_lightgbm, fit_linear, lightgbm_params
 from setpoint.train.heads import LightGBMHead, LinearHead
 from setpoint.train.metrics import HIGHER_IS_BETTER, metric_function, metric_names

@@ -17,7 +17,7 @@ from setpoint.errors import InvalidParameterError, SetpointError
 from setpoint.project import Project
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry import jobs
-from setpoint.registry.keys import verify_key
+from setpoint.registry.api_keys import verify_key
 from setpoint.store.tables import utcnow
 
 __all__ = ["ACTIONS", "ActionError", "confirm_page", "parse_form", "perform"]

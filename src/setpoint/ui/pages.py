@@ -17,9 +17,9 @@ from setpoint.registry import aliases as alias_ops
 from setpoint.registry import jobs
 from setpoint.registry.events import ALERT_EVENT, list_events
 from setpoint.registry.models import get_version
-from setpoint.registry.monitoring import load_windows
 from setpoint.registry.projects import list_projects
 from setpoint.registry.quarantine import list_quarantine, quarantine_counts
+from setpoint.registry.stored_windows import load_windows
 
 __all__ = [
     "events_page",

@@ -1,0 +1,1 @@
+"""The project spec, ``setpoint.yaml``: its pydantic model, loader, durations and template."""

@@ -1,1 +1,0 @@
-"""The project spec, ``setpoint.yaml``: its model, loader and starter template."""

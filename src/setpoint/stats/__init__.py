@@ -1,0 +1,1 @@
+"""Pure statistics: reference summaries, drift tests, realized and estimated performance."""

@@ -1,0 +1,1 @@
+"""Served traffic: the durable prediction logs, their feedback, and the history to learn from."""

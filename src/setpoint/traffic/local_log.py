@@ -1,0 +1,507 @@
+"""The durable prediction log: every prediction is on disk before its response is sent.
+
+Callers (threads or asyncio tasks) hand records to one writer thread, which
+writes each batch with one synchronous ``write`` (group commit: the segment is
+opened ``O_DSYNC``, so the write returns once the data and the file size are on
+disk, as ``write`` then ``fdatasync`` would, in one system call) and only then
+resolves the callers' futures. On disk::
+
+    <dir>/LOCK                      flock: one process owns the log
+    <dir>/seg-000000000001.log      raw segments: frames of <len u32><crc32 u32><json>\\n
+    <dir>/seg-000000000001.parquet  sealed segments (``roll``)
+
+Only the last raw segment can have a torn tail (the batch being written when the
+process died, never acknowledged); ``LocalPredictionLog`` truncates it on open. A bad
+frame anywhere else is corruption and raises ``PredictionLogCorruptError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from setpoint._json import dumps, loads
+from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
+
+__all__ = ["SCHEMA", "LocalPredictionLog", "read_log", "read_logs", "seal_segments"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("index", pa.int32()),  # the record's position in its request
+        ("entity_id", pa.string()),
+        ("time", pa.timestamp("us", tz="UTC")),
+        ("model_version", pa.string()),
+        ("role", pa.string()),  # champion, canary or shadow
+        ("inputs", pa.string()),  # JSON text: inputs differ by model, a fixed schema would not fit
+        ("output", pa.string()),
+        ("latency_ms", pa.float64()),
+    ]
+)
+
+_HEADER = struct.Struct("<II")
+_MAX_RECORD = 16 * 2**20  # a length above this is a torn header, not a record
+_MAX_BATCH = 4096  # never wait for more than this many records
+_OWNER = "LocalPredictionLog"
+
+
+def _frame(payload: bytes) -> bytes:
+    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload + b"\n"
+
+
+def _scan(data: bytes) -> tuple[list[bytes], int]:
+    """The payloads of the valid frames at the start of ``data`` and where they end."""
+    payloads: list[bytes] = []
+    pos, size = 0, len(data)
+    while size - pos >= _HEADER.size:
+        length, crc = _HEADER.unpack_from(data, pos)
+        end = pos + _HEADER.size + length
+        # length 0 is refused: a zero-filled tail (crash after the size grew, before the
+        # data blocks were written) would otherwise pass, since crc32(b"") == 0
+        if not 0 < length <= _MAX_RECORD or end >= size or data[end] != 0x0A:
+            break
+        payload = data[pos + _HEADER.size : end]
+        if zlib.crc32(payload) != crc:
+            break
+        payloads.append(payload)
+        pos = end + 1
+    return payloads, pos
+
+
+def _fsync_dir(path: Path) -> None:
+    # a created, renamed or deleted file is durable only once its directory is fsynced
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_segment(path: Path) -> int:
+    # One system call per batch instead of write + fdatasync: each time the writer thread
+    # blocks it must win the GIL back from the event loop, and that handoff is what a
+    # batch costs the serving thread.
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_DSYNC)
+
+
+def _micros(value: object, parameter: str) -> int:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # naive times are taken as UTC, as the server logs in UTC
+            value = value.replace(tzinfo=UTC)
+        return round(value.timestamp() * 1_000_000)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return round(value * 1_000_000)
+    raise InvalidParameterError(
+        owner=_OWNER, parameter=parameter, expected="a datetime or epoch seconds", got=value
+    )
+
+
+def _encode(record: Mapping[str, Any]) -> bytes:
+    """One frame; runs in the caller's thread so encoding is parallel and errors are local."""
+    for key in ("request_id", "model_version", "inputs", "output", "latency_ms"):
+        if key not in record:
+            raise InvalidParameterError(
+                owner=_OWNER, parameter="record", expected=f"a mapping with {key!r}", got=record
+            )
+    entity = record.get("entity_id")
+    when = record.get("time")
+    row = {
+        "request_id": str(record["request_id"]),
+        "index": int(record.get("index", 0)),
+        "entity_id": None if entity is None else str(entity),
+        "time": time.time_ns() // 1000 if when is None else _micros(when, "record['time']"),
+        "model_version": str(record["model_version"]),
+        "role": str(record.get("role", "champion")),
+        "inputs": dumps(record["inputs"]).decode(),
+        "output": dumps(record["output"]).decode(),
+        "latency_ms": float(record["latency_ms"]),
+    }
+    payload = dumps(row)
+    if len(payload) > _MAX_RECORD:
+        raise InvalidParameterError(
+            owner=_OWNER, parameter="record", expected="at most 16 MiB as JSON", got=len(payload)
+        )
+    return _frame(payload)
+
+
+def _table(payloads: list[bytes]) -> pa.Table:
+    rows = [loads(p) for p in payloads]
+    return pa.table({f.name: pa.array([r[f.name] for r in rows], f.type) for f in SCHEMA}, SCHEMA)
+
+
+class LocalPredictionLog:
+    """An append-only, group-committed log of predictions in ``directory``.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d, LocalPredictionLog(Path(d)) as plog:
+    ...     plog.append_many([{"request_id": "r1", "model_version": "3", "inputs": {"x": 1},
+    ...                        "output": 0.5, "latency_ms": 1.2}])
+    ...     plog.read().column("request_id").to_pylist()
+    ['r1']
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int = 64 * 2**20,
+        max_delay_ms: float = 2.0,
+    ) -> None:
+        if segment_bytes < 1:
+            raise InvalidParameterError(
+                owner=_OWNER, parameter="segment_bytes", expected="positive", got=segment_bytes
+            )
+        if not 0 <= max_delay_ms <= 1000:
+            raise InvalidParameterError(
+                owner=_OWNER, parameter="max_delay_ms", expected="in [0, 1000]", got=max_delay_ms
+            )
+        self.directory = Path(directory)
+        self.segment_bytes = segment_bytes
+        self.max_delay = max_delay_ms / 1000
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(self.directory.parent)
+
+        self._lock_fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise StoreError(
+                f"{self.directory}: the prediction log is open in another process",
+                path=str(self.directory),
+            ) from None
+
+        self._files = threading.RLock()  # roll and read see the same set of files
+        self._cond = threading.Condition()
+        self._queue: list[tuple[bytes, Future[None]]] = []
+        self._rotations: list[Future[None]] = []
+        self._target = 1  # the batch size to wait for: the last batch's size
+        self._asleep = False  # the writer waits for any append, not for a batch
+        self._closing = False
+        self._failed: BaseException | None = None
+
+        self.truncated_bytes = self._recover()
+        self._segment, self._durable = self._open_last()
+        self._fd = _open_segment(self._path(self._segment, "log"))
+        self._writer = threading.Thread(target=self._run, name="predlog-writer", daemon=True)
+        self._writer.start()
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _path(self, number: int, suffix: str) -> Path:
+        return self.directory / f"seg-{number:012d}.{suffix}"
+
+    def _numbers(self, suffix: str) -> list[int]:
+        return sorted(int(p.stem[4:]) for p in self.directory.glob(f"seg-*.{suffix}"))
+
+    def _recover(self) -> int:
+        """Finish an interrupted ``roll`` and cut the torn tail of the last segment."""
+        for tmp in self.directory.glob("*.tmp"):
+            tmp.unlink()  # a Parquet file that was never renamed into place
+        sealed = set(self._numbers("parquet"))
+        for number in self._numbers("log"):
+            if number in sealed:  # the Parquet was durable before the raw segment's deletion
+                self._path(number, "log").unlink()
+        _fsync_dir(self.directory)
+        raw = self._numbers("log")
+        if not raw:
+            return 0
+        path = self._path(raw[-1], "log")
+        data = path.read_bytes()
+        _, end = _scan(data)
+        if end == len(data):
+            return 0
+        # everything after ``end`` belongs to a batch whose fsync never returned, so no
+        # caller was told it is stored
+        log.warning("%s: truncating a torn tail of %d bytes", path, len(data) - end)
+        with path.open("r+b") as f:
+            f.truncate(end)
+            os.fsync(f.fileno())
+        return len(data) - end
+
+    def _open_last(self) -> tuple[int, int]:
+        raw = self._numbers("log")
+        if raw:
+            size = self._path(raw[-1], "log").stat().st_size
+            if size < self.segment_bytes:
+                return raw[-1], size
+        numbers = raw + self._numbers("parquet")
+        return self._create(max(numbers, default=0) + 1), 0
+
+    def _create(self, number: int) -> int:
+        os.close(os.open(self._path(number, "log"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        _fsync_dir(self.directory)  # the segment must exist after a crash before it holds acks
+        return number
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def append(self, record: Mapping[str, Any]) -> Future[None]:
+        """Queue ``record``; the future resolves once it is fsynced (``asyncio.wrap_future``)."""
+        frame = _encode(record)
+        future: Future[None] = Future()
+        with self._cond:
+            self._check_open()
+            self._queue.append((frame, future))
+            queued = len(self._queue)
+            # a writer waiting for a batch is woken once, when the batch is complete
+            if queued == self._target or (queued == 1 and self._asleep):
+                self._cond.notify()
+        return future
+
+    @property
+    def backlog(self) -> int:
+        """Records queued and not yet durable (for the server's metrics)."""
+        return len(self._queue)
+
+    async def aappend(self, record: Mapping[str, Any]) -> None:
+        """``append`` for asyncio: returns once ``record`` is durable."""
+        await asyncio.wrap_future(self.append(record))
+
+    def append_many(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append ``records`` and return only after all of them are fsynced."""
+        futures = [self.append(r) for r in records]
+        for future in futures:
+            future.result()
+
+    def _check_open(self) -> None:
+        if self._failed is not None:
+            raise StoreError(
+                f"{self.directory}: the prediction log failed: {self._failed}",
+                path=str(self.directory),
+            ) from self._failed
+        if self._closing:
+            raise StoreError(f"{self.directory}: the prediction log is closed")
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                # wait up to max_delay for as many records as the last batch had, so that one
+                # synchronous write acknowledges all of them; appends wake the writer only
+                # when that many are queued, as every wake-up costs the serving thread a GIL
+                # handoff. A lone caller (target 1) never waits.
+                deadline = time.monotonic() + self.max_delay
+                while len(self._queue) < self._target and not (self._rotations or self._closing):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                if not (self._queue or self._rotations or self._closing):
+                    self._asleep = True  # a quiet spell: the next append wakes the writer
+                    while not (self._queue or self._rotations or self._closing):
+                        self._cond.wait()
+                    self._asleep = False
+                    continue  # then wait for the rest of a batch, from now
+                batch, self._queue = self._queue, []
+                if batch:
+                    self._target = min(len(batch), _MAX_BATCH)
+                rotations, self._rotations = self._rotations, []
+                if not batch and not rotations and self._closing:
+                    return
+            try:
+                if batch:
+                    self._write(b"".join(frame for frame, _ in batch))
+                if rotations or self._durable >= self.segment_bytes:
+                    self._rotate()
+            except BaseException as exc:
+                # after a failed fsync the page cache may already have dropped the data, so
+                # retrying could acknowledge records that are not on disk: fail for good
+                with self._cond:
+                    self._failed = exc
+                    pending, self._queue = self._queue, []
+                for _, future in batch + pending:
+                    future.set_exception(exc)
+                for future in rotations:
+                    future.set_exception(exc)
+                return
+            for _, future in batch:
+                future.set_result(None)
+            for future in rotations:
+                future.set_result(None)
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]  # durable on return (O_DSYNC)
+        with self._cond:
+            self._durable += len(data)
+
+    def _rotate(self) -> None:
+        if self._durable == 0:
+            return
+        # no need for ``_files``: readers snapshot (segment, durable) and ignore later segments
+        number = self._create(self._segment + 1)
+        os.close(self._fd)
+        self._fd = _open_segment(self._path(number, "log"))
+        with self._cond:
+            self._segment, self._durable = number, 0
+
+    # -- sealing and reading ------------------------------------------------------------------
+
+    def roll(self, *, include_active: bool = False) -> list[Path]:
+        """Seal every full raw segment into Parquet; return the new Parquet files.
+
+        With ``include_active`` the live segment is closed first and sealed too.
+        """
+        if include_active:
+            future: Future[None] = Future()
+            with self._cond:
+                self._check_open()
+                self._rotations.append(future)
+                self._cond.notify()
+            future.result()
+        with self._files:
+            with self._cond:
+                active = self._segment
+            return seal_segments(self.directory, below=active)
+
+    @property
+    def active_segment(self) -> int:
+        """The number of the segment being written; every lower one is immutable."""
+        with self._cond:
+            return self._segment
+
+    def _read_raw(self, path: Path, size: int) -> pa.Table:
+        with path.open("rb") as f:
+            data = f.read(size)
+        payloads, end = _scan(data)
+        if end != len(data):
+            raise PredictionLogCorruptError("bad length or CRC", path=str(path), offset=end)
+        return _table(payloads)
+
+    def read(self, *, since: datetime | float | None = None) -> pa.Table:
+        """Every durable record (sealed and live), oldest segment first; ``time >= since``."""
+        with self._files:
+            with self._cond:
+                active, durable = self._segment, self._durable
+            sealed = set(self._numbers("parquet"))
+            tables = [
+                pq.read_table(self._path(n, "parquet"), schema=SCHEMA) for n in sorted(sealed)
+            ]
+            for number in self._numbers("log"):
+                # later segments were created after this snapshot; sealed ones are read above
+                if number <= active and number not in sealed:
+                    path = self._path(number, "log")
+                    try:
+                        size = durable if number == active else path.stat().st_size
+                        tables.append(self._read_raw(path, size))
+                    except FileNotFoundError:  # sealed by another process since the listing
+                        tables.append(pq.read_table(self._path(number, "parquet"), schema=SCHEMA))
+        table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+        if since is not None:
+            bound = pa.scalar(_micros(since, "since"), SCHEMA.field("time").type)
+            table = table.filter(pc.greater_equal(table["time"], bound))
+        return table
+
+    # -- lifetime -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write what is queued, stop the writer and release the directory."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify()
+        self._writer.join()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        os.close(self._lock_fd)  # closing the descriptor releases the flock
+
+    def __enter__(self) -> LocalPredictionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_log(directory: Path) -> pa.Table:
+    """Every record of the log in ``directory``, read without taking it over.
+
+    For readers (monitoring) beside a live server: sealed Parquet segments plus
+    the valid frames of the raw ones. The writer may be mid-batch in its live
+    segment, so a bad frame at the end of the newest raw segment is the
+    unacknowledged tail and is skipped; a bad frame anywhere else is corruption.
+    """
+    directory = Path(directory)
+    sealed = {int(p.stem[4:]): p for p in directory.glob("seg-*.parquet")}
+    raw = {int(p.stem[4:]): p for p in directory.glob("seg-*.log")}
+    newest = max(raw, default=-1)
+    tables: list[pa.Table] = []
+    for number in sorted(sealed.keys() | raw.keys()):
+        if number in sealed:  # a sealed segment wins over its raw leftover
+            tables.append(pq.read_table(sealed[number], schema=SCHEMA))
+            continue
+        try:
+            data = raw[number].read_bytes()
+        except FileNotFoundError:  # sealed and removed since the listing
+            tables.append(pq.read_table(_sealed_path(raw[number]), schema=SCHEMA))
+            continue
+        payloads, end = _scan(data)
+        if end != len(data) and number != newest:
+            raise PredictionLogCorruptError("bad length or CRC", path=str(raw[number]), offset=end)
+        tables.append(_table(payloads))
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def read_logs(root: Path) -> pa.Table:
+    """The logs of every worker under ``root`` (``<home>/predictions/<project>``), by time."""
+    root = Path(root)
+    folders = sorted(p for p in root.glob("w*") if p.is_dir()) if root.is_dir() else []
+    tables = [read_log(folder) for folder in folders]
+    table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    return table.sort_by("time") if table.num_rows else table
+
+
+def seal_segments(directory: Path, *, below: int) -> list[Path]:
+    """Seal the raw segments numbered below ``below`` into Parquet; return the new files.
+
+    A segment the writer has moved past is never written again, so this may run
+    in another process than the writer's (the server does so, so that decoding a
+    64 MiB segment never holds the serving process's GIL). Each Parquet file is
+    durable before its raw segment is removed; an interrupted seal is finished by
+    ``LocalPredictionLog``'s recovery.
+    """
+    directory = Path(directory)
+    sealed: list[Path] = []
+    for path in sorted(directory.glob("seg-*.log")):
+        number = int(path.stem[4:])
+        if number >= below:
+            continue
+        data = path.read_bytes()
+        payloads, end = _scan(data)
+        if end != len(data):
+            raise PredictionLogCorruptError("bad length or CRC", path=str(path), offset=end)
+        if payloads:
+            target = _sealed_path(path)
+            tmp = target.with_suffix(".parquet.tmp")
+            with tmp.open("wb") as f:
+                pq.write_table(_table(payloads), f)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.rename(target)
+            _fsync_dir(directory)  # the Parquet is durable before the raw goes
+            sealed.append(target)
+        path.unlink()
+        _fsync_dir(directory)
+    return sealed
+
+
+def _sealed_path(raw: Path) -> Path:
+    return raw.with_suffix(".parquet")

@@ -1,1 +1,0 @@
-"""Watching production traffic: the prediction log cut into windows and monitored."""
