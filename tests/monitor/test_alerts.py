@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from watch.test_windows import MONDAY, PER_WEEK, log_three_weeks
+from monitor.test_windows import MONDAY, PER_WEEK, log_three_weeks
 
 from _support.cli import run as setpoint
 from _support.serving import build_project, events, free_port

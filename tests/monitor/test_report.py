@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from watch.test_alerts import build_logged
-from watch.test_windows import MONDAY, PER_WEEK
+from monitor.test_alerts import build_logged
+from monitor.test_windows import MONDAY, PER_WEEK
 
 from _support.cli import run as setpoint
 from setpoint.errors import MissingExtraError

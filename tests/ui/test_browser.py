@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from watch.test_alerts import build_logged
+from monitor.test_alerts import build_logged
 
 from _support.serving import REPO, free_port
 from setpoint.monitor.runner import monitor_project

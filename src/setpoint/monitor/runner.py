@@ -19,61 +19,36 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
 
 from setpoint import __version__
-from setpoint.config.spec import SplitSpec, Task
+from setpoint.config.spec import SplitSpec
 from setpoint.errors import ConfigError, InvalidParameterError, NotFoundError, SetpointError
+from setpoint.monitor.assess import WindowOptions, assess_window, domain_frame
 from setpoint.monitor.model_reference import ModelReference, load_reference
-from setpoint.monitor.results import SEGMENT_ABSENT, MonitorResult, WindowResult
+from setpoint.monitor.results import MonitorResult, WindowResult
 from setpoint.monitor.windows import Window, cut_windows, parse_window
-from setpoint.project import LABEL_COLUMN, PREDICTION_COLUMN
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry.datasets import load_dataset
 from setpoint.registry.feedback import list_feedback
 from setpoint.registry.models import get_version
 from setpoint.registry.stored_windows import StoredWindow, load_windows, save_windows
 from setpoint.settings import get_settings
-from setpoint.stats.cbpe import (
-    CBPE_METRICS,
-    Estimate,
-    EstimationError,
-    estimate_performance,
-    estimation_error,
-)
-from setpoint.stats.drift import detect_drift
-from setpoint.stats.multivariate import MultivariateDriftResult, domain_classifier_drift
-from setpoint.stats.performance import (
-    PerformanceResult,
-    SegmentPerformance,
-    realized_performance,
-)
 from setpoint.traffic.frames import Traffic, join_feedback, load_traffic
 from setpoint.train.split import time_split
 
 if TYPE_CHECKING:
     from setpoint.project import Project
-    from setpoint.train.tabular_model import TabularModel
 
 __all__ = [
     "monitor_project",
     "on_event_clock",
     "reference_rows",
 ]
-
-_N_BOOT = 300  # bootstrap draws of the realized metric's interval: enough for 2 digits
-_N_DRAWS = 200  # CBPE draws, as estimate_performance's default
-# Rows a side for the domain classifier: 18 fits of 50 trees on at most 10,000
-# rows, about a second a window on two threads, however large the window.
-_MULTIVARIATE_ROWS = 5_000
-# Its leaves need 50 rows (min_data_in_leaf); with fewer rows a side, out of
-# three folds, it can hardly split and would only ever say "no drift".
-_MULTIVARIATE_MIN_ROWS = 150
 
 
 def _utc(value: datetime | None, parameter: str) -> datetime | None:
@@ -84,110 +59,6 @@ def _utc(value: datetime | None, parameter: str) -> datetime | None:
             owner="monitor_project", parameter=parameter, expected="a datetime", got=value
         )
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _current(traffic: Traffic, rows: Window, ref: ModelReference) -> pd.DataFrame:
-    """The window as the reference's columns: features, score and predicted class."""
-    inputs = traffic.inputs.iloc[rows.positions]
-    meta = traffic.meta.iloc[rows.positions]
-    columns: dict[str, Any] = {}
-    for name in ref.reference.features:
-        values = inputs[name] if name in inputs else pd.Series(None, index=inputs.index)
-        if ref.reference.columns[name].kind == "numeric":
-            values = pd.to_numeric(values, errors="coerce")
-        columns[name] = values.to_numpy()
-    score = meta["score"] if meta["score"].notna().any() else meta["value"]
-    if ref.reference.prediction is not None:
-        columns[PREDICTION_COLUMN] = score.to_numpy(dtype=np.float64)
-    if ref.reference.label is not None and ref.threshold is not None:
-        columns[LABEL_COLUMN] = (score.to_numpy() >= ref.threshold).astype(int)
-    return pd.DataFrame(columns)
-
-
-def _segment_values(inputs: pd.DataFrame, columns: tuple[str, ...]) -> dict[str, pd.Series]:
-    """The window's value of each segment column present in its inputs."""
-    found: dict[str, pd.Series] = {}
-    for name in columns:
-        if name not in inputs or not inputs[name].notna().any():
-            continue
-        values = inputs[name]
-        # A JSON list or object cannot be a group key; its text can.
-        if values.map(lambda v: isinstance(v, list | dict)).any():
-            values = values.map(lambda v: v if v is None else str(v))
-        found[name] = values
-    return found
-
-
-def _performance(
-    meta: pd.DataFrame,
-    model: TabularModel,
-    ref: ModelReference,
-    metric: str,
-    *,
-    segments: Mapping[str, pd.Series],
-    min_segment_rows: int,
-) -> tuple[int, PerformanceResult | None, Estimate | None, EstimationError | None]:
-    binary = model.task is Task.BINARY
-    scores = meta["score" if binary else "value"].to_numpy(dtype=np.float64)
-    known = meta["label"].notna().to_numpy()
-    estimate = None
-    if binary and ref.threshold is not None and metric in CBPE_METRICS:
-        estimate = estimate_performance(
-            scores,
-            threshold=ref.threshold,
-            metrics=[metric],
-            calibration=ref.calibration,
-            n_draws=_N_DRAWS,
-        )
-    if model.task is Task.MULTICLASS or not known.any() or np.isnan(scores).any():
-        return int(known.sum()), None, estimate, None
-    labels = np.full(len(meta), np.nan)
-    labels[known] = model.encode_labels(meta["label"].to_numpy()[known])
-    realized = realized_performance(
-        labels,
-        scores,
-        task=model.task,
-        metrics=[metric],
-        threshold=ref.threshold,
-        segments={name: values.to_numpy(dtype=object) for name, values in segments.items()},
-        min_segment_rows=min_segment_rows,
-        n_boot=_N_BOOT,
-    )
-    error = None
-    if estimate is not None and ref.threshold is not None:
-        # The band is for the rows that have labels: estimate exactly those.
-        same_rows = estimate
-        if not known.all():
-            same_rows = estimate_performance(
-                scores[known],
-                threshold=ref.threshold,
-                metrics=[metric],
-                calibration=ref.calibration,
-                n_draws=_N_DRAWS,
-            )
-        error = estimation_error(same_rows, realized)
-    return int(known.sum()), realized, estimate, error
-
-
-def _domain_frame(frame: pd.DataFrame, ref: ModelReference) -> pd.DataFrame:
-    """The model's features typed alike on both sides of the domain classifier.
-
-    Numbers as floats (a logged 3 and a stored 3.0 are one value); categories as
-    text, as the log holds JSON and the dataset may hold numbers or booleans.
-    """
-    columns: dict[str, Any] = {}
-    for name in ref.reference.features:
-        values = frame[name] if name in frame else pd.Series(None, index=frame.index, dtype=object)
-        if ref.reference.columns[name].kind == "numeric":
-            numbers = pd.to_numeric(values.astype(object), errors="coerce")
-            columns[name] = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            columns[name] = values.astype(object).map(_text).to_numpy(dtype=object)
-    return pd.DataFrame(columns)
-
-
-def _text(value: Any) -> str | None:
-    return None if pd.api.types.is_scalar(value) and pd.isna(value) else str(value)
 
 
 def reference_rows(project: Project, version: int, ref: ModelReference) -> pd.DataFrame:
@@ -226,27 +97,7 @@ def reference_rows(project: Project, version: int, ref: ModelReference) -> pd.Da
             f"{ref.reference.n_rows}",
             version=version,
         )
-    return _domain_frame(frame.iloc[held_out].reset_index(drop=True), ref)
-
-
-def _multivariate(
-    reference: pd.DataFrame, current: pd.DataFrame, ref: ModelReference, *, threads: int
-) -> tuple[MultivariateDriftResult | None, str | None]:
-    smaller = min(len(reference), len(current))
-    if smaller < _MULTIVARIATE_MIN_ROWS:
-        side = "reference" if len(reference) < len(current) else "window"
-        return None, (
-            f"the {side} has {smaller} rows, fewer than the {_MULTIVARIATE_MIN_ROWS} "
-            "a domain classifier needs"
-        )
-    result = domain_classifier_drift(
-        reference,
-        _domain_frame(current, ref),
-        max_rows=_MULTIVARIATE_ROWS,
-        num_threads=threads,
-        seed=0,
-    )
-    return result, None
+    return domain_frame(frame.iloc[held_out].reset_index(drop=True), ref)
 
 
 def _select(
@@ -342,7 +193,6 @@ def monitor_project(
         model=version,
     )
     traffic = join_feedback(traffic, list_feedback(project.store.db, project=project.name))
-    importances = model.feature_importance()
     warnings: list[str] = []
     if ref.calibration is not None and not ref.calibration.calibrated:
         warnings.append(
@@ -356,7 +206,6 @@ def monitor_project(
             f"segment column(s) {absent} of the spec are in no logged input: no realized "
             "metric per segment for them"
         )
-    min_segment_rows = project.spec.gate.min_segment_rows
     reference: pd.DataFrame | None = None
     unavailable: str | None = None
     if multivariate:
@@ -380,6 +229,7 @@ def monitor_project(
                 clock=effective_clock,
             )
         }
+    options = WindowOptions.from_spec(project.spec)
     results: list[WindowResult] = []
     fresh: list[StoredWindow] = []
     reused = 0
@@ -391,46 +241,16 @@ def monitor_project(
             results.append(earlier)
             reused += 1
             continue
-        window_inputs = traffic.inputs.iloc[rows.positions]
-        current = _current(traffic, rows, ref)
-        drift = detect_drift(
-            ref.reference,
-            current,
-            importances=importances,
-            share_threshold=project.spec.monitoring.max_drift_share,
-        )
-        by_segment = _segment_values(window_inputs, segment_columns)
-        labelled, realized, estimate, error = _performance(
-            window_meta,
-            model,
-            ref,
-            project.spec.metric,
-            segments=by_segment,
-            min_segment_rows=min_segment_rows,
-        )
-        segments = [] if realized is None else list(realized.segments)
-        segments += [
-            SegmentPerformance(name, None, labelled, None, {}, skipped=SEGMENT_ABSENT)
-            for name in segment_columns
-            if name not in by_segment
-        ]
-        verdict, skipped = None, unavailable
-        if reference is not None:
-            verdict, skipped = _multivariate(reference, current, ref, threads=threads)
         results.append(
-            WindowResult(
-                start=rows.start,
-                end=rows.end,
-                n=len(rows.positions),
-                versions=tuple(sorted(set(window_meta["model_version"]), key=_version_key)),
-                n_labelled=labelled,
-                drift=drift,
-                realized=realized,
-                estimate=estimate,
-                error=error,
-                segments=tuple(segments),
-                multivariate=verdict,
-                multivariate_skipped=skipped,
+            assess_window(
+                traffic,
+                rows,
+                model=model,
+                ref=ref,
+                options=options,
+                reference_rows=reference,
+                multivariate_skipped=unavailable,
+                threads=threads,
             )
         )
         fresh.append(
@@ -454,7 +274,7 @@ def monitor_project(
         windows=tuple(results),
         warnings=tuple(warnings),
         segment_columns=segment_columns,
-        min_segment_rows=min_segment_rows,
+        min_segment_rows=options.min_segment_rows,
         higher_is_better=project.spec.higher_is_better,
         multivariate=multivariate,
         reused=reused,
@@ -523,10 +343,6 @@ def _to_store(
         result=result.to_dict(),
         computed_at=datetime.now(UTC),
     )
-
-
-def _version_key(text: str) -> tuple[int, str]:
-    return (int(text), "") if text.isdigit() else (2**31, text)
 
 
 def on_event_clock(traffic: Traffic, column: str) -> Traffic:
