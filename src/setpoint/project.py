@@ -10,18 +10,16 @@ Typical use::
 
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from setpoint._json import jsonable
 from setpoint.config.loader import SPEC_FILE, load_spec
-from setpoint.config.spec import ProjectSpec, SourceSpec, Task
+from setpoint.config.spec import ProjectSpec, SourceSpec
 from setpoint.data.asof import asof_join
 from setpoint.data.schema import Schema, check_feature_types, check_spec_columns
 from setpoint.data.sources import read_source
@@ -33,10 +31,13 @@ from setpoint.errors import (
     SetpointError,
     StoreError,
 )
+from setpoint.kinds.protocol import REFERENCE_FILE, Evaluation, MonitoringReference
+from setpoint.kinds.tabular import TABULAR
 from setpoint.registry import aliases as alias_ops
+from setpoint.registry import gate
 from setpoint.registry.datasets import IngestResult, get_schema, ingest, load_dataset
 from setpoint.registry.events import Event, list_events
-from setpoint.registry.gate import GateDecision, evaluate_gate, record_gate_decision
+from setpoint.registry.gate import GateDecision, record_gate_decision
 from setpoint.registry.lineage import code_version, package_versions
 from setpoint.registry.models import (
     ModelVersion,
@@ -46,27 +47,14 @@ from setpoint.registry.models import (
     register_model,
 )
 from setpoint.settings import get_settings
-from setpoint.stats.cbpe import calibration_check
-from setpoint.stats.reference import Reference
 from setpoint.store.workspace import Store
 from setpoint.train.split import time_split
 from setpoint.train.tabular_model import TabularModel
-from setpoint.train.trainer import TrainResult, train_model
+from setpoint.train.trainer import TrainResult
+from setpoint.train.training_set import TrainingSet
 
-__all__ = [
-    "LABEL_COLUMN",
-    "PREDICTION_COLUMN",
-    "REFERENCE_FILE",
-    "TABULAR_KIND",
-    "Project",
-    "TrainOutcome",
-]
+__all__ = ["Project", "Retrained", "TrainOutcome"]
 
-TABULAR_KIND = "tabular/v1"
-# A model's monitoring reference, stored beside its files (see _reference_document).
-REFERENCE_FILE = "reference.json"
-PREDICTION_COLUMN = "__prediction__"
-LABEL_COLUMN = "__predicted_label__"
 _ROLLBACK = "rollback:"
 Progress = Callable[[str, float], None]
 
@@ -78,6 +66,16 @@ class TrainOutcome:
     version: ModelVersion
     result: TrainResult
     decision: GateDecision
+
+
+@dataclass(frozen=True, slots=True)
+class Retrained:
+    """A model trained on an as-of training set, registered, and the gate's verdict on it."""
+
+    version: ModelVersion
+    result: TrainResult
+    decision: GateDecision
+    seconds: float  # spent training
 
 
 class Project:
@@ -183,39 +181,37 @@ class Project:
         # The schema the data was validated with: a newer one may type columns otherwise.
         schema = get_schema(self.store, project=self.name, version=batches[-1].schema_version)
         numeric, categorical, unused = _features(self.spec, schema)
-        common: dict[str, Any] = {
-            "task": self.spec.task,
-            "target": self.spec.target,
-            "features_numeric": numeric,
-            "features_categorical": categorical,
-            "timestamp": self.spec.timestamp,
-            "primary_metric": self.spec.metric,
-        }
-        recipe = self.spec.model
-        threads: int = get_settings().num_threads
-        if threads and recipe.family == "lightgbm" and "num_threads" not in recipe.params:
-            recipe = recipe.model_copy(update={"params": {**recipe.params, "num_threads": threads}})
+        recipe = TABULAR.recipe(self.spec, num_threads=get_settings().num_threads)
         tuned: dict[str, Any] | None = None
         if recipe.tuning.trials > 0 or recipe.tuning.timeout_s is not None:
             from setpoint.train.tune import tune
 
             tuned = tune(
                 frame,
-                **common,
+                task=self.spec.task,
+                target=self.spec.target,
+                features_numeric=numeric,
+                features_categorical=categorical,
+                timestamp=self.spec.timestamp,
+                primary_metric=self.spec.metric,
                 recipe=recipe,
                 trials=recipe.tuning.trials or None,
                 timeout_s=recipe.tuning.timeout_s,
                 progress=progress,
             )
             recipe = recipe.model_copy(update={"params": tuned})
-        result = train_model(
-            frame, **common, recipe=recipe, segments=self.spec.segments, progress=progress
+        result = TABULAR.build(
+            frame,
+            spec=self.spec,
+            recipe=recipe,
+            numeric=numeric,
+            categorical=categorical,
+            progress=progress,
         )
-        dataset_version = batches[-1].version
         lineage = {
             "dataset": {
                 "name": dataset,
-                "version": dataset_version,
+                "version": batches[-1].version,
                 "batches": [b.content_hash for b in batches],
                 "rows": len(frame),
             },
@@ -223,40 +219,90 @@ class Project:
             "features": {"numeric": numeric, "categorical": categorical, "unused": unused},
             "recipe": recipe.model_dump(mode="json"),
             "tuned": tuned is not None,
+        }
+        files = TABULAR.files(result, TABULAR.reference(result, frame))
+        # Judged before it is registered, on the very bytes that will be stored:
+        # a gate that cannot judge it must leave no version without a decision.
+        decision = self._decide(TABULAR.load(files), number=0, frame=frame)
+        registered = self._register(files, result, lineage)
+        decision = replace(decision, challenger=registered.version)
+        self._record(decision, promote=promote)
+        return TrainOutcome(version=registered, result=result, decision=decision)
+
+    def retrain(
+        self,
+        data: TrainingSet,
+        *,
+        job: int,
+        origin: dict[str, Any],
+        numeric: list[str],
+        categorical: list[str],
+        schema_version: int | None,
+    ) -> Retrained:
+        """Train on an as-of training set (the autopilot's), register it, and judge it.
+
+        The gate compares it with the champion on ``data``'s holdout; the decision
+        is returned, not recorded, so that the caller stores it in the same
+        transaction as its own state. A model this ``job`` registered before
+        (a retried job) is found again by the job id in its lineage, never
+        registered twice. ``origin`` goes into the lineage as ``autopilot``.
+        """
+        recipe = TABULAR.recipe(
+            self.spec,
+            num_threads=get_settings().num_threads,
+            split=data.split(valid_fraction=self.spec.model.split.valid_fraction),
+        )
+        clock = time.perf_counter()
+        result = TABULAR.build(
+            data.frame,
+            spec=self.spec,
+            recipe=recipe,
+            numeric=numeric,
+            categorical=categorical,
+            weights=data.weights,
+        )
+        seconds = time.perf_counter() - clock
+        registered = next(
+            (
+                v
+                for v in list_versions(self.store, project=self.name)
+                if v.lineage.get("autopilot", {}).get("job") == job
+            ),
+            None,
+        )
+        if registered is None:
+            lineage = {
+                "dataset": {"name": "events+traffic", "rows": len(data.frame)},
+                # Served requests are validated against the schema the features came from.
+                "schema_version": schema_version,
+                "autopilot": {"job": job, **origin},
+                "features": {"numeric": numeric, "categorical": categorical},
+                "recipe": recipe.model_dump(mode="json"),
+            }
+            files = TABULAR.files(result, TABULAR.reference(result, data.frame))
+            registered = self._register(files, result, lineage)
+        index, evaluation = TABULAR.holdout(result)
+        holdout = data.frame.iloc[index].reset_index(drop=True)
+        decision = self._gate(result.model, evaluation, holdout=holdout, number=registered.version)
+        return Retrained(version=registered, result=result, decision=decision, seconds=seconds)
+
+    def _register(
+        self, files: dict[str, bytes], result: TrainResult, lineage: dict[str, Any]
+    ) -> ModelVersion:
+        """Register a built model with its full lineage: data, recipe, split, code, packages."""
+        full = {
+            **lineage,
             "split": result.split,
             "code": code_version(self.root),
             "packages": package_versions(),
             "timings": result.timings,
         }
-        # Judged before it is registered, on the very bytes that will be stored:
-        # a gate that cannot judge it must leave no version without a decision.
-        files = result.model.to_files()
-        decision = self._decide(TabularModel.from_files(files), number=0, frame=frame)
-        registered = self.register_trained(
-            result, frame=frame, lineage=lineage, numeric=numeric, categorical=categorical
-        )
-        decision = replace(decision, challenger=registered.version)
-        self._record(decision, promote=promote)
-        return TrainOutcome(version=registered, result=result, decision=decision)
-
-    def register_trained(
-        self,
-        result: TrainResult,
-        *,
-        frame: pd.DataFrame,
-        lineage: dict[str, Any],
-        numeric: list[str],
-        categorical: list[str],
-    ) -> ModelVersion:
-        """Register a model trained outside ``train`` (the autopilot's), with its reference."""
-        files = result.model.to_files()
-        files[REFERENCE_FILE] = _reference_document(frame, result, numeric, categorical)
         return register_model(
             self.store,
             project=self.name,
-            kind=TABULAR_KIND,
+            kind=TABULAR.name,
             files=files,
-            lineage=lineage,
+            lineage=full,
             metrics={"slices": result.metrics, "segments": result.segment_metrics},
             params=result.params,
         )
@@ -323,21 +369,44 @@ class Project:
 
     def load_model(self, ref: int | str = "champion") -> TabularModel:
         """A registered model, its artifacts checked against their sha256 first."""
-        if isinstance(ref, str):
-            number = alias_ops.get_alias(self.store.db, project=self.name, alias=ref)
-            if number is None:
-                raise NotFoundError(kind="alias", name=ref, hint="Train and promote a model first.")
-            ref = number
+        ref = self._number(ref)
         version = get_version(self.store, project=self.name, version=ref)
-        if version.kind != TABULAR_KIND:
+        if version.kind != TABULAR.name:
             raise ConfigError(
                 f"Model {self.name}@{ref} is a {version.kind!r} model, not a tabular one.",
                 kind=version.kind,
             )
         threads: int = get_settings().num_threads
-        return TabularModel.from_files(load_artifacts(self.store, version), num_threads=threads)
+        model: TabularModel = TABULAR.load(load_artifacts(self.store, version), num_threads=threads)
+        return model
+
+    def load_reference(self, ref: int | str = "champion") -> MonitoringReference:
+        """The monitoring reference ``ref`` was registered with (sha256-checked).
+
+        Raises ``ConfigError`` naming the version when it was registered before
+        models carried a reference.
+        """
+        number = self._number(ref)
+        found = get_version(self.store, project=self.name, version=number)
+        if REFERENCE_FILE not in found.artifacts:
+            raise ConfigError(
+                f"Model {self.name}@{number} has no monitoring reference ({REFERENCE_FILE}): "
+                "it was registered before models carried one. Retrain ('setpoint train') and "
+                "promote the new version to monitor against it.",
+                version=number,
+            )
+        data = load_artifacts(self.store, found)[REFERENCE_FILE]
+        return MonitoringReference.from_bytes(data, where=f"model {self.name}@{number}")
 
     # Internals ------------------------------------------------------------------------
+    def _number(self, ref: int | str) -> int:
+        if isinstance(ref, str):
+            number = alias_ops.get_alias(self.store.db, project=self.name, alias=ref)
+            if number is None:
+                raise NotFoundError(kind="alias", name=ref, hint="Train and promote a model first.")
+            return number
+        return ref
+
     def _judge(
         self,
         candidate: ModelVersion,
@@ -364,11 +433,22 @@ class Project:
                 version=number,
             )
         holdout = self._holdout(frame)
-        y = challenger.encode_labels(holdout[self.spec.target])
+        evaluation = TABULAR.evaluate(challenger, holdout, target=self.spec.target)
+        return self._gate(challenger, evaluation, holdout=holdout, number=number)
+
+    def _gate(
+        self,
+        challenger: TabularModel,
+        evaluation: Evaluation,
+        *,
+        holdout: pd.DataFrame,
+        number: int,
+    ) -> GateDecision:
+        """``challenger`` (scored ``evaluation`` on ``holdout``) against the champion."""
         champion_number = alias_ops.get_alias(self.store.db, project=self.name, alias="champion")
         if champion_number == number:
             champion_number = None
-        champion_scores = None
+        champion_evaluation = None
         if champion_number is not None:
             champion = self.load_model(champion_number)
             if (champion.task, champion.target, champion.classes) != (
@@ -383,7 +463,7 @@ class Project:
                     metric=self.spec.metric,
                     challenger=number,
                     champion=champion_number,
-                    n=len(y),
+                    n=len(evaluation.labels),
                     reasons=[
                         f"the champion @{champion_number} predicts {champion.target!r} "
                         f"({champion.task.value}, classes {champion.classes}), this model "
@@ -391,17 +471,14 @@ class Project:
                         f"{challenger.classes}): not comparable; promote it with --force"
                     ],
                 )
-            champion_scores = self._scores(champion, holdout)
-        return evaluate_gate(
-            y,
-            champion_scores,
-            self._scores(challenger, holdout),
-            metric=self.spec.metric,
-            policy=self.spec.gate,
-            challenger=number,
-            champion=champion_number,
-            segments=holdout[self.spec.segments] if self.spec.segments else None,
-            stratify=self.spec.task is not Task.REGRESSION,
+            champion_evaluation = TABULAR.evaluate(champion, holdout, target=self.spec.target)
+        return gate.judge(
+            self.spec,
+            holdout=holdout,
+            challenger=evaluation,
+            champion=champion_evaluation,
+            challenger_version=number,
+            champion_version=champion_number,
         )
 
     def _record(
@@ -443,40 +520,6 @@ class Project:
             task=self.spec.task,
         )
         return frame.iloc[split.test].reset_index(drop=True)
-
-    def _scores(self, model: TabularModel, holdout: pd.DataFrame) -> np.ndarray:
-        return np.asarray(model.predict_scores(holdout))
-
-
-def _reference_document(
-    frame: pd.DataFrame, result: TrainResult, numeric: list[str], categorical: list[str]
-) -> bytes:
-    """What monitoring compares live traffic with, summarised once at registration.
-
-    The reference is the held-out test slice: the most recent data the model did
-    not train on, with the model's own scores, so that prediction drift and the
-    calibration behind label-free estimates are judged on unseen rows.
-    """
-    test = frame.iloc[result.test_index]
-    columns: dict[str, Any] = {name: test[name].to_numpy() for name in [*numeric, *categorical]}
-    model = result.model
-    document: dict[str, Any] = {"format": "setpoint.reference/1", "rows": len(test)}
-    prediction = label = None
-    if model.task is Task.BINARY:
-        columns[PREDICTION_COLUMN] = result.test_scores
-        columns[LABEL_COLUMN] = (result.test_scores >= model.threshold_value).astype(int)
-        prediction, label = PREDICTION_COLUMN, LABEL_COLUMN
-        check = calibration_check(result.test_scores, result.test_labels)
-        document["calibration"] = check.to_dict()
-    elif model.task is Task.REGRESSION:
-        columns[PREDICTION_COLUMN] = result.test_scores
-        prediction = PREDICTION_COLUMN
-    reference = Reference.build(
-        columns, numeric=numeric, categorical=categorical, prediction=prediction, label=label
-    )
-    document["reference"] = reference.to_dict()
-    document["threshold"] = model.threshold_value if model.task is Task.BINARY else None
-    return (json.dumps(jsonable(document), sort_keys=True) + "\n").encode()
 
 
 def _features(spec: ProjectSpec, schema: Schema) -> tuple[list[str], list[str], dict[str, str]]:

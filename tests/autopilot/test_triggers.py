@@ -28,6 +28,7 @@ from setpoint.config.policy import AutopilotPolicy
 from setpoint.config.spec import MonitoringSpec
 from setpoint.errors import InvalidParameterError
 from setpoint.quickstart.build import quickstart_spec
+from setpoint.stats.drift import DriftReport, detect_drift
 from setpoint.stats.reference import Reference
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -53,14 +54,19 @@ def reference() -> Reference:
     return Reference.build(_window(0), numeric=FEATURES, categorical=[])
 
 
+def _report(reference: Reference, shifted: tuple[str, ...]) -> DriftReport:
+    """The window's drift as the monitor reports it: every feature, weighed by importance."""
+    return detect_drift(reference, _window(1, shifted=shifted), importances=IMPORTANCES)
+
+
 @pytest.mark.parametrize("shifted", [("a", "b"), ("a", "b", "c")])
 def test_drift_fires_when_top_features_shift(
     reference: Reference, shifted: tuple[str, ...]
 ) -> None:
     trigger = DriftTrigger(features=3, share=0.5)
-    report = trigger.report(reference, _window(1, shifted=shifted), importances=IMPORTANCES)
+    report = _report(reference, shifted)
     assert set(report.drifted_features) == set(shifted)
-    trip = trigger.check(Look(now=NOW, drift=report))
+    trip = trigger.check(Look(now=NOW, drift=report, importances=IMPORTANCES))
     assert trip is not None
     assert trip.trigger == "drift"
     assert trip.threshold == 0.5
@@ -82,33 +88,34 @@ def test_drift_stays_quiet_off_the_top_features(
     reference: Reference, shifted: tuple[str, ...]
 ) -> None:
     trigger = DriftTrigger(features=3, share=0.5)
-    report = trigger.report(reference, _window(1, shifted=shifted), importances=IMPORTANCES)
-    # The shifted features are found drifting, but they weigh nothing in the share.
+    report = _report(reference, shifted)
+    # The shifted features are found drifting, but they weigh nothing in the top share.
     assert set(report.drifted_features) == set(shifted)
-    assert report.drift_share == 0.0
-    assert {f.name for f in report.features if f.weight > 0} == {"a", "b", "c"}
-    assert trigger.check(Look(now=NOW, drift=report)) is None
+    assert trigger.top_share(report, IMPORTANCES) == (0.0, [])
+    assert trigger.check(Look(now=NOW, drift=report, importances=IMPORTANCES)) is None
 
 
 def test_drift_below_the_share_is_quiet(reference: Reference) -> None:
     # c alone is 20% of the top-3 importance; the trigger asks for 40%.
     trigger = DriftTrigger(features=3, share=0.4)
-    report = trigger.report(reference, _window(1, shifted=("c",)), importances=IMPORTANCES)
+    report = _report(reference, ("c",))
     assert report.drifted_features == ("c",)
-    assert report.drift_share == pytest.approx(0.2)
-    assert trigger.check(Look(now=NOW, drift=report)) is None
+    assert trigger.top_share(report, IMPORTANCES)[0] == pytest.approx(0.2)
+    assert trigger.check(Look(now=NOW, drift=report, importances=IMPORTANCES)) is None
 
 
-def test_drift_without_a_report_is_quiet() -> None:
+def test_drift_without_a_report_or_importances_is_quiet(reference: Reference) -> None:
     assert DriftTrigger().check(Look(now=NOW)) is None
+    report = _report(reference, ("a", "b"))
+    assert DriftTrigger(features=3, share=0.5).check(Look(now=NOW, drift=report)) is None
 
 
 def test_drift_top_features_do_not_depend_on_mapping_order(reference: Reference) -> None:
     smallest_first = dict(sorted(IMPORTANCES.items(), key=lambda item: item[1]))
     trigger = DriftTrigger(features=3, share=0.5)
-    report = trigger.report(reference, _window(1, shifted=("a", "b")), importances=smallest_first)
-    assert {f.name for f in report.features if f.weight > 0} == {"a", "b", "c"}
-    assert trigger.check(Look(now=NOW, drift=report)) is not None
+    report = _report(reference, ("a", "b"))
+    assert trigger.top_share(report, smallest_first) == trigger.top_share(report, IMPORTANCES)
+    assert trigger.check(Look(now=NOW, drift=report, importances=smallest_first)) is not None
 
 
 # --- realized and estimated metrics ------------------------------------------------------

@@ -19,7 +19,6 @@ from monitor.test_windows import MONDAY, PER_WEEK
 from _support.cli import run as setpoint
 from setpoint.errors import MissingExtraError
 from setpoint.monitor.html_report import window_inputs, write_report
-from setpoint.monitor.model_reference import load_reference
 from setpoint.monitor.results import MonitorResult
 from setpoint.monitor.runner import monitor_project
 from setpoint.project import Project
@@ -57,7 +56,7 @@ def page(
     written = write_report(
         weekly,
         path,
-        reference=load_reference(project, weekly.version).reference,
+        reference=project.load_reference(weekly.version).reference,
         current=latest,
         setpoint=0.42,
         max_drift_share=0.28,
@@ -102,7 +101,7 @@ def test_without_plotly_the_extra_is_named(
 ) -> None:
     monkeypatch.setitem(sys.modules, "plotly.graph_objects", None)
     with pytest.raises(MissingExtraError, match=r"setpoint\[monitor\]") as info:
-        write_report(weekly, tmp_path / "x.html", reference=load_reference(project, 1).reference)
+        write_report(weekly, tmp_path / "x.html", reference=project.load_reference(1).reference)
     assert info.value.extra == "monitor"
     assert not (tmp_path / "x.html").exists()
 

@@ -25,7 +25,6 @@ from _support.serving import events
 from setpoint.config.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.config.spec import GatePolicy, ModelRecipe, SplitSpec
 from setpoint.errors import ConfigError, InvalidParameterError
-from setpoint.monitor.model_reference import load_reference
 from setpoint.monitor.results import SEGMENT_ABSENT, MonitorResult
 from setpoint.monitor.runner import monitor_project, reference_rows
 from setpoint.project import Project
@@ -156,7 +155,7 @@ def test_the_reference_rows_are_the_held_out_rows_the_reference_summarises(
 ) -> None:
     project = Project.open(logged[0])
     try:
-        ref = load_reference(project, 1)
+        ref = project.load_reference(1)
         rows = reference_rows(project, 1, ref)
         assert len(rows) == ref.reference.n_rows
         assert list(rows.columns) == list(ref.reference.features)

@@ -22,7 +22,9 @@ from setpoint.errors import ConfigError, StoreError
 from setpoint.monitor.results import MonitorResult, WindowResult
 from setpoint.monitor.runner import monitor_project
 from setpoint.monitor.windows import cut_windows, parse_window
-from setpoint.project import REFERENCE_FILE, TABULAR_KIND, Project
+from setpoint.kinds.protocol import REFERENCE_FILE
+from setpoint.kinds.tabular import TABULAR
+from setpoint.project import Project
 from setpoint.registry.feedback import record_feedback
 from setpoint.registry.models import register_model
 from setpoint.registry.stored_windows import load_windows
@@ -261,7 +263,7 @@ def test_a_model_without_reference_is_named(monitored: tuple[Project, pd.DataFra
     old = register_model(
         project.store,
         project="flights",
-        kind=TABULAR_KIND,
+        kind=TABULAR.name,
         files=files,
         lineage={},
         metrics={},

@@ -16,6 +16,12 @@ shadow    the ``shadow`` alias names the challenger; the servers       each look
 watch     the challenger is champion; the old one scores in shadow     each look
 ========  ==========================================================  ============
 
+Training, registering and gating are ``Project.retrain``, the path
+``setpoint train`` also takes; the window the triggers read is
+``monitor.assess.assess_window``, the one ``setpoint monitor`` shows; the
+shadow and the watch are the state machine of ``rollout.py``, which the
+flights replay runs too.
+
 A process killed in a step leaves the stage before it: the job's lease runs
 out, the next ``tick`` (of this process or another) takes it and repeats the
 step. Training is the only long step; a model registered before the crash is
@@ -31,7 +37,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -40,54 +45,86 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Connection
 
-from setpoint.autopilot.retrain import Comparison, compare_live, judge, retrain, training_set
-from setpoint.autopilot.triggers import DriftTrigger, Guard, Look, RetrainRecord, build_triggers
+from setpoint.autopilot.compare import compare_live
+from setpoint.autopilot.rollout import Evidence, Rollout, Stage, decide
+from setpoint.autopilot.triggers import Guard, Look, RetrainRecord, build_triggers
 from setpoint.config.policy import AutopilotPolicy
 from setpoint.errors import ConfigError, SetpointError
-from setpoint.project import LABEL_COLUMN, PREDICTION_COLUMN, Project
+from setpoint.monitor.assess import WindowOptions, assess_window
+from setpoint.monitor.results import WindowResult
+from setpoint.monitor.windows import Window
+from setpoint.project import Project
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry import jobs
 from setpoint.registry.events import record_event
 from setpoint.registry.gate import record_gate_decision
-from setpoint.registry.models import get_version, list_versions
-from setpoint.settings import get_settings
-from setpoint.stats.cbpe import estimate_performance
+from setpoint.registry.models import get_version
 from setpoint.store.tables import utcnow
-from setpoint.traffic import history as live
 from setpoint.traffic.frames import Traffic
-from setpoint.train.metrics import metric_function
+from setpoint.traffic.history import LABEL_TIME, history, traffic_as_of
+from setpoint.train.training_set import training_set
 
-__all__ = ["RETRAIN", "Autopilot"]
+__all__ = ["RETRAIN", "Autopilot", "live_window", "queue_retrain"]
 
 log = logging.getLogger("setpoint.autopilot")
 RETRAIN = "retrain"
 _ACTOR = "autopilot"
+_ROLES = ("champion", "canary", "shadow")
 
 
-_ROLE, _VERSION, _SCORE, _REQUEST, _INDEX, _LOGGED, _LABEL_TIME = (
-    "__role__",
-    "__version__",
-    "__score__",
-    "__request__",
-    "__index__",
-    "__logged__",
-    live.LABEL_TIME,
-)
+def queue_retrain(
+    project: Project, *, key: str, as_of: datetime, reasons: list[str], now: datetime | None = None
+) -> tuple[jobs.Job, bool]:
+    """Queue a retrain job (or find the one of ``key``); the loop takes it on its next pass.
+
+    The trigger's trips and a request from the dashboard both come here.
+    """
+    policy = project.spec.autopilot
+    if policy is None:
+        raise ConfigError(
+            "The spec has no 'autopilot' section, so there is no retrain to start.",
+            key="autopilot",
+        )
+    return jobs.enqueue(
+        project.store.db,
+        project=project.name,
+        kind=RETRAIN,
+        key=key,
+        payload={"as_of": as_of.isoformat(), "trips": reasons},
+        max_attempts=policy.max_attempts,
+        now=now,
+    )
 
 
-def _flat(traffic: Traffic, target: str) -> pd.DataFrame:
-    """The inputs, ``target`` set to the labels, and the log's columns under private names."""
-    meta = traffic.meta
-    frame = traffic.inputs.copy()
-    frame[_ROLE] = meta["role"].to_numpy()
-    frame[_VERSION] = pd.to_numeric(meta["model_version"], errors="coerce").to_numpy()
-    frame[_SCORE] = meta["score"].to_numpy()
-    frame[_REQUEST] = meta["request_id"].to_numpy()
-    frame[_INDEX] = meta["index"].astype(int).to_numpy()
-    frame[_LOGGED] = pd.to_datetime(meta["time"], utc=True).to_numpy()
-    frame[target] = meta["label"].to_numpy(dtype=object)
-    frame[_LABEL_TIME] = meta["label_time"].to_numpy()
-    return frame.reset_index(drop=True)
+def live_window(
+    project: Project, *, now: datetime, version: int, length: pd.Timedelta
+) -> tuple[WindowResult | None, Traffic]:
+    """The last ``length`` of ``version``'s served traffic at ``now``, assessed.
+
+    The rows are those served (by the server's clock) in ``[now - length, now]``
+    with the labels received by ``now``; None when there are none.
+    """
+    logged = traffic_as_of(project.store, project=project.name, as_of=now)
+    start = pd.Timestamp(now) - length
+    keep = (logged.meta["model_version"] == str(version)) & (
+        pd.to_datetime(logged.meta["time"], utc=True) >= start
+    )
+    rows = logged.take(keep.to_numpy())
+    if not len(rows):
+        return None, rows
+    window = Window(
+        start=start.to_pydatetime(), end=now, positions=np.arange(len(rows), dtype=np.intp)
+    )
+    result = assess_window(
+        rows,
+        window,
+        model=project.load_model(version),
+        ref=project.load_reference(version),
+        # The triggers read no segment: a bootstrap per carrier each look would cost
+        # more than the rest of the look.
+        options=WindowOptions.from_spec(project.spec, segments=False),
+    )
+    return result, rows
 
 
 class Autopilot:
@@ -164,13 +201,11 @@ class Autopilot:
         if blocked is not None:
             log.info("autopilot: %s held back: %s", [t.trigger for t in trips], blocked)
             return None
-        job, created = jobs.enqueue(
-            self.project.store.db,
-            project=self.project.name,
-            kind=RETRAIN,
+        job, created = queue_retrain(
+            self.project,
             key=f"retrain:{now:%Y%m%dT%H%M%S}",
-            payload={"as_of": now.isoformat(), "trips": [t.reason for t in trips]},
-            max_attempts=self.policy.max_attempts,
+            as_of=now,
+            reasons=[t.reason for t in trips],
             now=now,
         )
         return job if created else None
@@ -181,62 +216,22 @@ class Autopilot:
         project, spec = self.project, self.project.spec
         champion = alias_ops.get_alias(project.store.db, project=project.name, alias="champion")
         last = self._last_retrain(champion)
-        base = Look(now=now, metric=spec.metric, higher_is_better=spec.higher_is_better)
         if champion is None:
-            return base
-        logged = live.traffic_as_of(project.store, project=project.name, as_of=now)
-        since = pd.Timestamp(now - self.policy.window)
-        keep = (logged.meta["model_version"] == str(champion)) & (
-            pd.to_datetime(logged.meta["time"], utc=True) >= since
-        )
-        served = _flat(logged.take(keep.to_numpy()), spec.target)
-        model = project.load_model(champion)
+            return Look(now=now, metric=spec.metric, higher_is_better=spec.higher_is_better)
         version = get_version(project.store, project=project.name, version=champion)
-        expected = version.metrics.get("slices", {}).get("test", {}).get(spec.metric)
-        labels_since = 0
-        if len(served) and last is not None:
-            labels_since = int((served[_LABEL_TIME] > pd.Timestamp(last)).sum())
-        look = Look(
-            now=now,
-            metric=spec.metric,
-            higher_is_better=spec.higher_is_better,
-            expected=expected,
-            last_retrain=last,
-            labels_since=labels_since,
+        window, rows = live_window(
+            project, now=now, version=champion, length=pd.Timedelta(self.policy.window)
         )
-        if not len(served):
-            return look
-        scores = served[_SCORE].to_numpy(dtype=np.float64)
-        drift = realized = estimated = None
-        labelled = served[spec.target].notna().to_numpy()
-        for trigger in self.triggers:
-            if isinstance(trigger, DriftTrigger):
-                from setpoint.monitor.model_reference import load_reference
-
-                ref = load_reference(project, champion)
-                current = served.copy()
-                current[PREDICTION_COLUMN] = scores
-                current[LABEL_COLUMN] = (scores >= (ref.threshold or 0.5)).astype(int)
-                drift = trigger.report(
-                    ref.reference, current, importances=model.feature_importance()
-                )
-            if getattr(trigger, "needs_estimate", False) and np.isfinite(scores).all():
-                found = estimate_performance(
-                    scores, threshold=model.threshold_value, metrics=[spec.metric]
-                )
-                estimated = found.metrics[spec.metric].value
-        y = served[spec.target][labelled]
-        if labelled.any() and y.nunique() > 1:
-            realized = metric_function(spec.metric)(model.encode_labels(y), scores[labelled])
-        return Look(
+        labels_since = 0
+        if len(rows) and last is not None:
+            labels_since = int((rows.meta["label_time"] > pd.Timestamp(last)).sum())
+        return Look.of_window(
+            window,
             now=now,
             metric=spec.metric,
             higher_is_better=spec.higher_is_better,
-            drift=drift,
-            realized=realized,
-            labelled=int(labelled.sum()),
-            estimated=estimated,
-            expected=expected,
+            importances=project.load_model(champion).feature_importance(),
+            expected=version.test_metric(spec.metric),
             last_retrain=last,
             labels_since=labels_since,
         )
@@ -280,10 +275,8 @@ class Autopilot:
                 job = self._train(job, now, said)
             elif job.stage == "gated":
                 job = self._start_shadow(job, now, said)
-            elif job.stage == "shadow":
-                job = self._end_shadow(job, now, said)
-            elif job.stage == "watch":
-                job = self._watch(job, now, said)
+            elif job.stage in ("shadow", "watch"):
+                job = self._roll(job, now, said)
             else:
                 raise SetpointError(
                     f"Job {job.id} is at an unknown stage {job.stage!r}.", job=job.id
@@ -299,9 +292,8 @@ class Autopilot:
         if champion is None:
             raise SetpointError("No champion to retrain: train and promote a first model.")
         old = project.load_model(champion)
-        numeric, categorical = list(old.preprocessor.numeric), list(old.preprocessor.categorical)
         data = training_set(
-            live.history(
+            history(
                 project.store,
                 project=project.name,
                 target=spec.target,
@@ -311,70 +303,38 @@ class Autopilot:
             ),
             as_of=as_of,
             timestamp=spec.timestamp or "",
-            label_time=_LABEL_TIME,
+            label_time=LABEL_TIME,
             target=spec.target,
             policy=self.policy.data,
         )
-        clock = time.perf_counter()
-        result = retrain(
-            spec,
+        outcome = project.retrain(
             data,
-            numeric=numeric,
-            categorical=categorical,
-            num_threads=get_settings().num_threads,
+            job=job.id,
+            origin={
+                "as_of": as_of.isoformat(),
+                "trips": job.payload.get("trips", []),
+                "data": self.policy.data.model_dump(mode="json"),
+                "holdout_from": data.holdout_from.isoformat(),
+            },
+            numeric=list(old.preprocessor.numeric),
+            categorical=list(old.preprocessor.categorical),
+            schema_version=get_version(
+                project.store, project=project.name, version=champion
+            ).lineage.get("schema_version"),
         )
-        seconds = time.perf_counter() - clock
-        # A retried job finds the model its first attempt registered.
-        registered = next(
-            (
-                v
-                for v in list_versions(project.store, project=project.name)
-                if v.lineage.get("autopilot", {}).get("job") == job.id
-            ),
-            None,
-        )
-        if registered is None:
-            lineage = {
-                "dataset": {"name": "events+traffic", "rows": len(data.frame)},
-                # Served requests are validated against the schema the features came from.
-                "schema_version": get_version(
-                    project.store, project=project.name, version=champion
-                ).lineage.get("schema_version"),
-                "autopilot": {
-                    "job": job.id,
-                    "as_of": as_of.isoformat(),
-                    "trips": job.payload.get("trips", []),
-                    "data": self.policy.data.model_dump(mode="json"),
-                    "holdout_from": data.holdout_from.isoformat(),
-                },
-                "features": {"numeric": numeric, "categorical": categorical},
-                "recipe": spec.model.model_dump(mode="json"),
-                "split": result.split,
-                "timings": result.timings,
-            }
-            registered = project.register_trained(
-                result, frame=data.frame, lineage=lineage, numeric=numeric, categorical=categorical
-            )
-        decision = judge(
-            spec,
-            data,
-            result,
-            champion=old,
-            challenger_version=registered.version,
-            champion_version=champion,
-        )
+        decision, version = outcome.decision, outcome.version.version
         with db.write() as conn:
             record_gate_decision(conn, project=project.name, decision=decision)
             state = {
-                "version": registered.version,
+                "version": version,
                 "champion": champion,
-                "train_seconds": round(seconds, 3),
+                "train_seconds": round(outcome.seconds, 3),
                 "gate": {"passed": decision.passed, "reasons": decision.reasons},
             }
             self._note(conn, "autopilot_retrained", state)
             job = jobs.advance(db, job, owner=self.owner, stage="gated", state=state, conn=conn)
         verdict = "passed" if decision.passed else "rejected"
-        said.append(f"retrained {project.name}@{registered.version}: gate {verdict}")
+        said.append(f"retrained {project.name}@{version}: gate {verdict}")
         if not decision.passed:
             return jobs.complete(db, job, owner=self.owner, state={"outcome": "rejected"}, now=now)
         return job
@@ -396,97 +356,87 @@ class Autopilot:
         said.append(f"{name}@{version} is in shadow")
         return job
 
-    def _compare(
-        self, since: datetime, now: datetime, new: int, old: int, *, shadow: bool
-    ) -> tuple[int, Comparison | None]:
-        """Requests both versions scored since ``since``; ``new``'s lead on those labelled."""
-        spec = self.project.spec
-        logged = live.traffic_as_of(
-            self.project.store,
-            project=self.project.name,
-            as_of=now,
-            roles=("champion", "canary", "shadow"),
+    def _rollout(self, job: jobs.Job) -> Rollout:
+        stage: Stage = "shadow" if job.stage == "shadow" else "watch"
+        return Rollout(
+            stage=stage,
+            challenger=int(job.state["version"]),
+            champion=int(job.state["champion"]),
+            since=datetime.fromisoformat(job.state[f"{stage}_since"]),
         )
-        if not len(logged):
-            return 0, None
-        frame = _flat(logged, spec.target)
-        frame = frame[frame[_LOGGED] >= pd.Timestamp(since)]
-        key = [_REQUEST, _INDEX]
-        served = frame[frame[_VERSION] == (old if shadow else new)]
-        other = frame[(frame[_ROLE] == "shadow") & (frame[_VERSION] == (new if shadow else old))]
-        both = served.merge(other[[*key, _SCORE]], on=key, suffixes=("", "_other"))
-        labelled = both[both[spec.target].notna()]
-        minimum = self.policy.shadow.min_labels if shadow else self.policy.watch.min_labels
-        if len(labelled) < minimum or labelled[spec.target].nunique() < 2:
-            return len(both), None
-        model = self.project.load_model(new)
-        y = model.encode_labels(labelled[spec.target])
-        a = labelled[_SCORE].to_numpy(dtype=np.float64)
-        b = labelled[_SCORE + "_other"].to_numpy(dtype=np.float64)
-        old_scores, new_scores = (a, b) if shadow else (b, a)
-        return len(both), compare_live(y, old_scores, new_scores, metric=spec.metric)
 
-    def _end_shadow(self, job: jobs.Job, now: datetime, said: list[str]) -> jobs.Job:
-        db, name, policy = self.project.store.db, self.project.name, self.policy.shadow
-        version, champion = int(job.state["version"]), int(job.state["champion"])
-        since = datetime.fromisoformat(job.state["shadow_since"])
-        requests, compared = self._compare(since, now, version, champion, shadow=True)
-        if requests < policy.requests or now - since < policy.duration:
+    def _evidence(self, rollout: Rollout, now: datetime) -> Evidence:
+        """Requests both versions scored since the stage began; the new one's lead on them."""
+        spec, shadow = self.project.spec, rollout.stage == "shadow"
+        new, old = rollout.challenger, rollout.champion
+        logged = traffic_as_of(
+            self.project.store, project=self.project.name, as_of=now, roles=_ROLES
+        )
+        meta = logged.meta[
+            pd.to_datetime(logged.meta["time"], utc=True) >= pd.Timestamp(rollout.since)
+        ]
+        # In shadow the champion answers and the challenger shadows; under watch, the reverse.
+        answered = meta[meta["model_version"] == str(old if shadow else new)]
+        other = meta[
+            (meta["role"] == "shadow") & (meta["model_version"] == str(new if shadow else old))
+        ]
+        key = ["request_id", "index"]
+        both = answered.merge(other[[*key, "score"]], on=key, suffixes=("", "_other"))
+        labelled = both[both["label"].notna()]
+        minimum = self.policy.shadow.min_labels if shadow else self.policy.watch.min_labels
+        if len(labelled) < minimum or labelled["label"].nunique() < 2:
+            return Evidence(requests=len(both))
+        y = self.project.load_model(new).encode_labels(labelled["label"])
+        a = labelled["score"].to_numpy(dtype=np.float64)
+        b = labelled["score_other"].to_numpy(dtype=np.float64)
+        old_scores, new_scores = (a, b) if shadow else (b, a)
+        compared = compare_live(y, old_scores, new_scores, metric=spec.metric)
+        return Evidence(requests=len(both), compared=compared)
+
+    def _roll(self, job: jobs.Job, now: datetime, said: list[str]) -> jobs.Job:
+        db, name = self.project.store.db, self.project.name
+        rollout = self._rollout(job)
+        evidence = self._evidence(rollout, now)
+        action = decide(rollout, now=now, evidence=evidence, policy=self.policy)
+        version, previous, compared = rollout.challenger, rollout.champion, evidence.compared
+        numbers = {} if compared is None else compared.to_dict()
+        if action == "wait":
             return jobs.postpone(
                 db, job, owner=self.owner, until=now + self.policy.check_every, now=now
             )
         with db.write() as conn:
-            if compared is not None and compared.regressed(policy.max_drop):
+            if action == "reject":
                 self._move(conn, "shadow", None, "autopilot: shadow regressed")
+                self._note(conn, "autopilot_shadow_rejected", {"version": version, **numbers})
+                lead = "" if compared is None else f": lead {compared.delta:+.4f}"
+                said.append(f"{name}@{version} rejected after shadow{lead}")
+                state: dict[str, Any] = {"outcome": "shadow_rejected"}
+                return jobs.complete(db, job, owner=self.owner, state=state, now=now, conn=conn)
+            if action == "promote":
+                reason = f"autopilot: gate passed, {evidence.requests} requests in shadow"
+                if compared is not None:
+                    reason += f", lead {compared.delta:+.4f} on {compared.n} labels"
+                self._move(conn, "champion", version, reason)
+                # The old champion keeps scoring in shadow, so the watch compares like with like.
+                self._move(conn, "shadow", previous, "autopilot: watch")
                 self._note(
-                    conn, "autopilot_shadow_rejected", {"version": version, **compared.to_dict()}
+                    conn,
+                    "autopilot_promoted",
+                    {"version": version, "previous": previous, "requests": evidence.requests},
                 )
-                said.append(f"{name}@{version} rejected after shadow: lead {compared.delta:+.4f}")
-                return jobs.complete(
+                said.append(f"{name}@{version} promoted to champion")
+                return jobs.postpone(
                     db,
                     job,
                     owner=self.owner,
-                    state={"outcome": "shadow_rejected"},
+                    until=now + self.policy.check_every,
+                    stage="watch",
+                    state={"watch_since": rollout.promoted(now=now).since.isoformat()},
                     now=now,
                     conn=conn,
                 )
-            reason = f"autopilot: gate passed, {requests} requests in shadow"
-            if compared is not None:
-                reason += f", lead {compared.delta:+.4f} on {compared.n} labels"
-            self._move(conn, "champion", version, reason)
-            # The old champion keeps scoring in shadow, so the watch compares like with like.
-            self._move(conn, "shadow", champion, "autopilot: watch")
-            self._note(
-                conn,
-                "autopilot_promoted",
-                {"version": version, "previous": champion, "requests": requests},
-            )
-            job = jobs.postpone(
-                db,
-                job,
-                owner=self.owner,
-                until=now + self.policy.check_every,
-                stage="watch",
-                state={"watch_since": now.isoformat()},
-                now=now,
-                conn=conn,
-            )
-        said.append(f"{name}@{version} promoted to champion")
-        return job
-
-    def _watch(self, job: jobs.Job, now: datetime, said: list[str]) -> jobs.Job:
-        db, name, policy = self.project.store.db, self.project.name, self.policy.watch
-        version, previous = int(job.state["version"]), int(job.state["champion"])
-        since = datetime.fromisoformat(job.state["watch_since"])
-        _, compared = self._compare(since, now, version, previous, shadow=False)
-        regressed = compared is not None and compared.regressed(policy.max_drop)
-        if not regressed and now - since < policy.duration:
-            return jobs.postpone(
-                db, job, owner=self.owner, until=now + self.policy.check_every, now=now
-            )
-        with db.write() as conn:
             self._move(conn, "shadow", None, "autopilot: watch over")
-            if regressed and compared is not None:
+            if action == "rollback" and compared is not None:
                 current = alias_ops.get_alias_in(conn, project=name, alias="champion")
                 if current == version:
                     why = (
@@ -496,24 +446,12 @@ class Autopilot:
                     )
                     self._move(conn, "champion", previous, why)
                 self._note(
-                    conn,
-                    "autopilot_rolled_back",
-                    {"version": version, "to": previous, **compared.to_dict()},
+                    conn, "autopilot_rolled_back", {"version": version, "to": previous, **numbers}
                 )
                 said.append(f"{name}@{version} rolled back to @{previous}")
-                return jobs.complete(
-                    db,
-                    job,
-                    owner=self.owner,
-                    state={"outcome": "rolled_back", **compared.to_dict()},
-                    now=now,
-                    conn=conn,
-                )
-            outcome = (
-                {"outcome": "promoted"}
-                if compared is None
-                else {"outcome": "promoted", **compared.to_dict()}
-            )
+                state = {"outcome": "rolled_back", **numbers}
+                return jobs.complete(db, job, owner=self.owner, state=state, now=now, conn=conn)
+            outcome = {"outcome": "promoted", **numbers}
             self._note(conn, "autopilot_watch_passed", {"version": version, **outcome})
             said.append(f"{name}@{version} kept after its watch")
             return jobs.complete(db, job, owner=self.owner, state=outcome, now=now, conn=conn)

@@ -24,14 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-import pandas as pd
-
 from setpoint.config.durations import format_duration
 from setpoint.config.policy import AutopilotPolicy
 from setpoint.config.spec import ProjectSpec
 from setpoint.errors import InvalidParameterError
-from setpoint.stats.drift import DriftReport, detect_drift
-from setpoint.stats.reference import Reference
+from setpoint.monitor.results import WindowResult
+from setpoint.stats.drift import DriftReport
 
 __all__ = [
     "DriftTrigger",
@@ -61,12 +59,49 @@ class Look:
     metric: str = "pr_auc"
     higher_is_better: bool = True
     drift: DriftReport | None = None
+    importances: Mapping[str, float] = field(default_factory=dict)
     realized: float | None = None
     labelled: int = 0
     estimated: float | None = None
     expected: float | None = None
     last_retrain: datetime | None = None
     labels_since: int = 0
+
+    @classmethod
+    def of_window(
+        cls,
+        window: WindowResult | None,
+        *,
+        now: datetime,
+        metric: str,
+        higher_is_better: bool,
+        importances: Mapping[str, float],
+        expected: float | None,
+        last_retrain: datetime | None,
+        labels_since: int,
+    ) -> Look:
+        """What the triggers read of one assessed window (``monitor.assess``) at ``now``."""
+        drift = realized = estimated = None
+        labelled = 0
+        if window is not None:
+            drift, labelled = window.drift, window.n_labelled
+            if window.realized is not None and metric in window.realized.metrics:
+                realized = window.realized.metrics[metric].value
+            if window.estimate is not None and metric in window.estimate.metrics:
+                estimated = window.estimate.metrics[metric].value
+        return cls(
+            now=now,
+            metric=metric,
+            higher_is_better=higher_is_better,
+            drift=drift,
+            importances=dict(importances),
+            realized=realized,
+            labelled=labelled,
+            estimated=estimated,
+            expected=expected,
+            last_retrain=last_retrain,
+            labels_since=labels_since,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +124,9 @@ class Trigger(Protocol):
 class DriftTrigger:
     """Fires when the importance-weighted share of drifted top features reaches ``share``.
 
-    ``check`` reads ``look.drift``, a report made by ``report`` (which weighs
-    only the ``features`` most important ones), so the share is theirs alone.
+    ``check`` reads the window's drift report (every feature, as the monitor
+    shows it) and weighs only the ``features`` most important ones, so the
+    share is theirs alone.
     """
 
     name = "drift"
@@ -99,24 +135,33 @@ class DriftTrigger:
         self.features = features
         self.share = share
 
-    def report(
-        self, reference: Reference, current: pd.DataFrame, *, importances: Mapping[str, float]
-    ) -> DriftReport:
-        known = [name for name in importances if name in reference.features]
+    def top_share(
+        self, report: DriftReport, importances: Mapping[str, float]
+    ) -> tuple[float, list[str]]:
+        """The share of the top features' weight that drifted, and their names."""
+        known = [f.name for f in report.features if f.name in importances]
         top = sorted(known, key=lambda name: (-float(importances[name]), name))[: self.features]
         weights = {name: max(float(importances[name]), 1e-12) for name in top}
-        return detect_drift(reference, current, importances=weights, share_threshold=self.share)
+        # Summed in the report's (the reference's) order, as the drift report sums its
+        # share, so that the same window gives the same share to the last bit.
+        total = float(sum(weights.get(f.name, 0.0) for f in report.features))
+        drifted = [f.name for f in report.features if f.name in weights and f.drifted]
+        share = float(sum(weights[name] / total for name in drifted))
+        return share, drifted
 
     def check(self, look: Look) -> Trip | None:
         report = look.drift
-        if report is None or not report.drifted:
+        if report is None or not look.importances:
             return None
-        names = [f.name for f in report.features if f.weight > 0 and f.drifted]
+        share, names = self.top_share(report, look.importances)
+        # A hair of tolerance, as in the drift report's own decision.
+        if share < self.share - 1e-12:
+            return None
         return Trip(
             self.name,
-            report.drift_share,
+            share,
             self.share,
-            f"drift share {report.drift_share:.2f} of the top {self.features} features "
+            f"drift share {share:.2f} of the top {self.features} features "
             f"reaches {self.share:.2f} ({', '.join(names)})",
         )
 

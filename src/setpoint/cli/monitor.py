@@ -201,13 +201,12 @@ def _report(
     only_version: bool,
 ) -> None:
     from setpoint.monitor.html_report import window_inputs, write_report
-    from setpoint.monitor.model_reference import load_reference
 
     monitoring = project.spec.monitoring
     write_report(
         result,
         path,
-        reference=load_reference(project, result.version).reference,
+        reference=project.load_reference(result.version).reference,
         current=window_inputs(
             project, result, result.windows[-1], clock=clock, only_version=only_version
         ),

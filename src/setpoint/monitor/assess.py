@@ -27,10 +27,9 @@ import numpy as np
 import pandas as pd
 
 from setpoint.config.spec import Task
-from setpoint.monitor.model_reference import ModelReference
+from setpoint.kinds.protocol import LABEL_COLUMN, PREDICTION_COLUMN, MonitoringReference
 from setpoint.monitor.results import SEGMENT_ABSENT, WindowResult
 from setpoint.monitor.windows import Window
-from setpoint.project import LABEL_COLUMN, PREDICTION_COLUMN
 from setpoint.stats.cbpe import (
     CBPE_METRICS,
     Estimate,
@@ -83,7 +82,7 @@ def score_column(meta: pd.DataFrame) -> pd.Series:
     return meta["score"] if meta["score"].notna().any() else meta["value"]
 
 
-def _current(inputs: pd.DataFrame, meta: pd.DataFrame, ref: ModelReference) -> pd.DataFrame:
+def _current(inputs: pd.DataFrame, meta: pd.DataFrame, ref: MonitoringReference) -> pd.DataFrame:
     """The window as the reference's columns: features, score and predicted class."""
     columns: dict[str, Any] = {}
     for name in ref.reference.features:
@@ -116,7 +115,7 @@ def _segment_values(inputs: pd.DataFrame, columns: Sequence[str]) -> dict[str, p
 def _performance(
     meta: pd.DataFrame,
     model: TabularModel,
-    ref: ModelReference,
+    ref: MonitoringReference,
     options: WindowOptions,
     *,
     segments: Mapping[str, pd.Series],
@@ -166,7 +165,7 @@ def _performance(
     return int(known.sum()), realized, estimate, error
 
 
-def domain_frame(frame: pd.DataFrame, ref: ModelReference) -> pd.DataFrame:
+def domain_frame(frame: pd.DataFrame, ref: MonitoringReference) -> pd.DataFrame:
     """The model's features typed alike on both sides of the domain classifier.
 
     Numbers as floats (a logged 3 and a stored 3.0 are one value); categories as
@@ -188,7 +187,7 @@ def _text(value: Any) -> str | None:
 
 
 def _multivariate(
-    reference: pd.DataFrame, current: pd.DataFrame, ref: ModelReference, *, threads: int
+    reference: pd.DataFrame, current: pd.DataFrame, ref: MonitoringReference, *, threads: int
 ) -> tuple[MultivariateDriftResult | None, str | None]:
     smaller = min(len(reference), len(current))
     if smaller < _MULTIVARIATE_MIN_ROWS:
@@ -216,7 +215,7 @@ def assess_window(
     window: Window,
     *,
     model: TabularModel,
-    ref: ModelReference,
+    ref: MonitoringReference,
     options: WindowOptions,
     reference_rows: pd.DataFrame | None = None,
     multivariate_skipped: str | None = None,

@@ -409,7 +409,7 @@ def write_report(
 ) -> Path:
     """Write ``result`` to ``path`` as one offline HTML file; returns ``path``.
 
-    ``reference`` is the model's (``load_reference(...).reference``);
+    ``reference`` is the model's (``Project.load_reference(...).reference``);
     ``current`` the latest window's inputs (``window_inputs``), for the
     distributions of its drifted features: without it only the reference's
     are drawn. ``setpoint`` and ``max_drift_share`` draw the alert levels.

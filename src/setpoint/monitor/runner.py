@@ -28,8 +28,8 @@ import pandas as pd
 from setpoint import __version__
 from setpoint.config.spec import SplitSpec
 from setpoint.errors import ConfigError, InvalidParameterError, NotFoundError, SetpointError
+from setpoint.kinds.protocol import MonitoringReference
 from setpoint.monitor.assess import WindowOptions, assess_window, domain_frame
-from setpoint.monitor.model_reference import ModelReference, load_reference
 from setpoint.monitor.results import MonitorResult, WindowResult
 from setpoint.monitor.windows import Window, cut_windows, parse_window
 from setpoint.registry import aliases as alias_ops
@@ -61,7 +61,7 @@ def _utc(value: datetime | None, parameter: str) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def reference_rows(project: Project, version: int, ref: ModelReference) -> pd.DataFrame:
+def reference_rows(project: Project, version: int, ref: MonitoringReference) -> pd.DataFrame:
     """The held-out rows ``ref`` summarises, as the features the domain classifier reads.
 
     They are read again from the dataset version model ``version`` was trained
@@ -179,7 +179,7 @@ def monitor_project(
             raise NotFoundError(
                 kind="alias", name="champion", hint="Train and promote a model first."
             )
-    ref = load_reference(project, version)
+    ref = project.load_reference(version)
     model = project.load_model(version)
     traffic = load_traffic(project.store, project=project.name)
     if clock == "event" and project.spec.timestamp is not None:

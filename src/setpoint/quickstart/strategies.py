@@ -28,23 +28,22 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from setpoint.autopilot.retrain import (
-    Comparison,
-    TrainingSet,
-    compare_live,
-    judge,
-    retrain,
-    training_set,
-)
-from setpoint.autopilot.triggers import DriftTrigger, Guard, Look, RetrainRecord, build_triggers
+from setpoint.autopilot.compare import Comparison, compare_live
+from setpoint.autopilot.rollout import Evidence, Rollout, decide
+from setpoint.autopilot.triggers import Guard, Look, RetrainRecord, build_triggers
 from setpoint.config.policy import AutopilotPolicy
-from setpoint.config.spec import ProjectSpec
+from setpoint.config.spec import ProjectSpec, Task
 from setpoint.errors import InvalidParameterError, TrainingError
-from setpoint.stats.cbpe import estimate_performance
-from setpoint.stats.reference import Reference
+from setpoint.kinds.protocol import MonitoringReference
+from setpoint.kinds.tabular import TABULAR
+from setpoint.monitor.assess import WindowOptions, assess_window
+from setpoint.monitor.windows import Window
+from setpoint.registry.gate import judge
+from setpoint.traffic.frames import frame_traffic
 from setpoint.train.metrics import metric_function
 from setpoint.train.tabular_model import TabularModel
 from setpoint.train.trainer import TrainResult
+from setpoint.train.training_set import TrainingSet, training_set
 
 __all__ = ["LABEL_TIME", "STRATEGIES", "Champion", "Replay", "ReplayResult"]
 
@@ -61,7 +60,7 @@ class Champion:
 
     model: TabularModel
     expected: float | None
-    reference: Reference | None
+    reference: MonitoringReference
 
 
 @dataclass
@@ -109,10 +108,10 @@ class _Strategy:
     retrains: int = 0
     train_seconds: float = 0.0
     history: list[RetrainRecord] = field(default_factory=list)
-    # The autopilot's rollout: a challenger in shadow, or an old champion under watch.
-    phase: str = "serving"
+    # The autopilot's rollout (``autopilot/rollout.py``): a challenger in shadow, or
+    # the old champion under watch, and the other model of the two.
+    rollout: Rollout | None = None
     other: Champion | None = None
-    phase_since: datetime | None = None
 
 
 class Replay:
@@ -152,6 +151,7 @@ class Replay:
             )
         self.policy_ = policy
         self.triggers_ = build_triggers(self.spec, policy)
+        self.options_ = WindowOptions.from_spec(self.spec, segments=False)
         ts = self.spec.timestamp
         frame = self.events.sort_values(ts, kind="stable").reset_index(drop=True)
         frame[LABEL_TIME] = frame[ts] + pd.Timedelta(self.label_delay)
@@ -204,12 +204,11 @@ class Replay:
 
     def _autopilot(self, strategy: _Strategy, now: pd.Timestamp) -> None:
         policy = self.policy_
-        if strategy.phase == "shadow":
-            self._end_shadow(strategy, now)
-            return
-        if strategy.phase == "watch":
-            self._watch(strategy, now)
-            if strategy.phase == "watch":
+        if strategy.rollout is not None:
+            stage = strategy.rollout.stage
+            self._roll(strategy, now)
+            # A day of shadow is all that day's work; an ended watch leaves time for a look.
+            if stage == "shadow" or strategy.rollout is not None:
                 return
         look = self._look(strategy, now)
         trips = [trip for t in self.triggers_ if (trip := t.check(look)) is not None]
@@ -225,11 +224,13 @@ class Replay:
         if built is None:
             return
         data, result = built
+        index, evaluation = TABULAR.holdout(result)
+        holdout = data.frame.iloc[index].reset_index(drop=True)
         decision = judge(
             self.spec,
-            data,
-            result,
-            champion=strategy.champion.model,
+            holdout=holdout,
+            challenger=evaluation,
+            champion=TABULAR.evaluate(strategy.champion.model, holdout, target=self.spec.target),
             challenger_version=strategy.retrains + 2,
             champion_version=strategy.retrains + 1,
         )
@@ -239,41 +240,40 @@ class Replay:
         strategy.history[-1] = RetrainRecord(now.to_pydatetime(), seconds)
         self._event(now, "gate", passed=decision.passed, reasons=decision.reasons)
         if decision.passed:
-            strategy.phase, strategy.phase_since = "shadow", now.to_pydatetime()
+            strategy.rollout = Rollout.shadow(
+                challenger=strategy.retrains + 1,
+                champion=strategy.retrains,
+                now=now.to_pydatetime(),
+            )
             strategy.other = self._champion(data, result)
             strategy.other_scores[:] = np.nan
 
-    def _end_shadow(self, strategy: _Strategy, now: pd.Timestamp) -> None:
-        shadow = self.policy_.shadow
+    def _roll(self, strategy: _Strategy, now: pd.Timestamp) -> None:
+        """One step of the rollout's state machine, on the scores both models gave."""
+        rollout, other = strategy.rollout, strategy.other
+        if rollout is None or other is None:
+            return
+        shadow = rollout.stage == "shadow"
         seen = np.isfinite(strategy.other_scores)
-        since = strategy.phase_since or now.to_pydatetime()
-        if seen.sum() < shadow.requests or now.to_pydatetime() - since < shadow.duration:
+        minimum = self.policy_.shadow.min_labels if shadow else self.policy_.watch.min_labels
+        compared = self._compare(strategy, now, seen, minimum=minimum, shadow=shadow)
+        evidence = Evidence(requests=int(seen.sum()), compared=compared)
+        action = decide(rollout, now=now.to_pydatetime(), evidence=evidence, policy=self.policy_)
+        numbers = {} if compared is None else compared.to_dict()
+        if action == "wait":
             return
-        challenger = strategy.other
-        if challenger is None:
+        if action == "promote":
+            self._event(now, "promote", requests=evidence.requests)
+            strategy.champion, strategy.other = other, strategy.champion
+            strategy.other_scores[:] = np.nan
+            strategy.rollout = rollout.promoted(now=now.to_pydatetime())
             return
-        compared = self._compare(strategy, now, seen, minimum=shadow.min_labels, shadow=True)
-        if compared is not None and compared.regressed(shadow.max_drop):
-            self._event(now, "shadow_rejected", **compared.to_dict())
-            strategy.phase, strategy.other = "serving", None
-            return
-        self._event(now, "promote", requests=int(seen.sum()))
-        strategy.champion, strategy.other = challenger, strategy.champion
-        strategy.other_scores[:] = np.nan
-        strategy.phase, strategy.phase_since = "watch", now.to_pydatetime()
-
-    def _watch(self, strategy: _Strategy, now: pd.Timestamp) -> None:
-        watch = self.policy_.watch
-        since = strategy.phase_since or now.to_pydatetime()
-        seen = np.isfinite(strategy.other_scores)
-        compared = self._compare(strategy, now, seen, minimum=watch.min_labels, shadow=False)
-        if compared is not None and compared.regressed(watch.max_drop) and strategy.other:
-            self._event(now, "rollback", **compared.to_dict())
-            strategy.champion = strategy.other
-            strategy.phase, strategy.other = "serving", None
-            return
-        if now.to_pydatetime() - since >= watch.duration:
-            strategy.phase, strategy.other = "serving", None
+        if action == "reject":
+            self._event(now, "shadow_rejected", **numbers)
+        elif action == "rollback":
+            self._event(now, "rollback", **numbers)
+            strategy.champion = other
+        strategy.rollout, strategy.other = None, None
 
     def _compare(
         self,
@@ -309,38 +309,42 @@ class Replay:
             strategy.other_scores[rows] = strategy.other.model.predict_scores(day)
 
     def _look(self, strategy: _Strategy, now: pd.Timestamp) -> Look:
-        target = self.spec.target
-        window = self._rows(now - pd.Timedelta(self.policy_.window), now)
+        """The champion's last ``window`` of traffic, assessed as the live loop assesses it."""
+        start = now - pd.Timedelta(self.policy_.window)
+        window = self._rows(start, now)
         served = np.isfinite(strategy.scores[window])
         frame = self.frame_.iloc[window][served]
-        scores = strategy.scores[window][served]
-        arrived = (frame[LABEL_TIME] <= now).to_numpy()
         champion = strategy.champion
-        realized = estimated = None
-        drift = None
-        for trigger in self.triggers_:
-            if isinstance(trigger, DriftTrigger) and champion.reference is not None and len(frame):
-                drift = trigger.report(
-                    champion.reference, frame, importances=champion.model.feature_importance()
-                )
-        if arrived.sum() and len(np.unique(frame[target][arrived])) > 1:
-            y = champion.model.encode_labels(frame[target][arrived])
-            realized = metric_function(self.spec.metric)(y, scores[arrived])
-        if any(getattr(t, "needs_estimate", False) for t in self.triggers_) and len(frame):
-            estimate = estimate_performance(
-                scores, threshold=champion.model.threshold_value, metrics=[self.spec.metric]
+        result = None
+        if len(frame):
+            arrived = (frame[LABEL_TIME] <= now).to_numpy()
+            traffic = frame_traffic(
+                frame.reset_index(drop=True),
+                times=frame[self.spec.timestamp or ""],
+                scores=strategy.scores[window][served],
+                labels=pd.Series(
+                    np.where(arrived, frame[self.spec.target].to_numpy(dtype=object), None),
+                    dtype=object,
+                ),
+                label_times=frame[LABEL_TIME].where(arrived),
+                binary=self.spec.task is Task.BINARY,
             )
-            estimated = estimate.metrics[self.spec.metric].value
+            rows = Window(
+                start=start.to_pydatetime(),
+                end=now.to_pydatetime(),
+                positions=np.arange(len(frame), dtype=np.intp),
+            )
+            result = assess_window(
+                traffic, rows, model=champion.model, ref=champion.reference, options=self.options_
+            )
         last = strategy.history[-1].started_at
         since = self.frame_[LABEL_TIME].between(pd.Timestamp(last), now, inclusive="right")
-        return Look(
+        return Look.of_window(
+            result,
             now=now.to_pydatetime(),
             metric=self.spec.metric,
             higher_is_better=self.spec.higher_is_better,
-            drift=drift,
-            realized=realized,
-            labelled=int(arrived.sum()),
-            estimated=estimated,
+            importances=champion.model.feature_importance(),
             expected=champion.expected,
             last_retrain=last,
             labels_since=int(since.sum()),
@@ -361,12 +365,18 @@ class Replay:
                 target=self.spec.target,
                 policy=data_policy,
             )
-            result = retrain(
+            recipe = TABULAR.recipe(
                 self.spec,
-                data,
+                num_threads=self.num_threads,
+                split=data.split(valid_fraction=self.spec.model.split.valid_fraction),
+            )
+            result = TABULAR.build(
+                data.frame,
+                spec=self.spec,
+                recipe=recipe,
                 numeric=self.numeric,
                 categorical=self.categorical,
-                num_threads=self.num_threads,
+                weights=data.weights,
             )
         except TrainingError as exc:
             self._event(now, "retrain_failed", error=str(exc))
@@ -383,9 +393,7 @@ class Replay:
         return self._champion(*built), time.perf_counter() - clock
 
     def _champion(self, data: TrainingSet, result: TrainResult) -> Champion:
-        test = data.frame.iloc[result.test_index]
-        columns = {name: test[name].to_numpy() for name in [*self.numeric, *self.categorical]}
-        reference = Reference.build(columns, numeric=self.numeric, categorical=self.categorical)
+        reference = TABULAR.reference(result, data.frame)
         expected = result.metrics.get("test", {}).get(self.spec.metric)
         return Champion(result.model, expected, reference)
 

@@ -16,13 +16,14 @@ import pandas as pd
 from sqlalchemy.engine import Connection
 
 from setpoint._json import jsonable
-from setpoint.config.spec import GatePolicy
+from setpoint.config.spec import GatePolicy, ProjectSpec, Task
+from setpoint.kinds.protocol import Evaluation
 from setpoint.registry.events import record_event
 from setpoint.store.tables import gate_decisions, utcnow
 from setpoint.train.bootstrap import paired_bootstrap
 from setpoint.train.metrics import HIGHER_IS_BETTER, metric_function
 
-__all__ = ["GateDecision", "SegmentCheck", "evaluate_gate", "record_gate_decision"]
+__all__ = ["GateDecision", "SegmentCheck", "evaluate_gate", "judge", "record_gate_decision"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,34 @@ def _segment_checks(
                 )
             )
     return checks
+
+
+def judge(
+    spec: ProjectSpec,
+    *,
+    holdout: pd.DataFrame,
+    challenger: Evaluation,
+    champion: Evaluation | None,
+    challenger_version: int,
+    champion_version: int | None,
+) -> GateDecision:
+    """The spec's gate on ``holdout``: the challenger's scores against the champion's.
+
+    Every path that gates a model calls this: ``Project.train``, ``Project.promote``,
+    the autopilot's retrain and the flights replay. ``holdout`` holds the rows both
+    evaluations score, in the same order, for the spec's segments.
+    """
+    return evaluate_gate(
+        challenger.labels,
+        None if champion is None else champion.scores,
+        challenger.scores,
+        metric=spec.metric,
+        policy=spec.gate,
+        challenger=challenger_version,
+        champion=None if champion is None else champion_version,
+        segments=holdout[spec.segments].reset_index(drop=True) if spec.segments else None,
+        stratify=spec.task is not Task.REGRESSION,
+    )
 
 
 def record_gate_decision(conn: Connection, *, project: str, decision: GateDecision) -> None:

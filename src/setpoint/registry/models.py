@@ -36,6 +36,13 @@ class ModelVersion:
     description: str
     created_at: datetime
 
+    def test_metric(self, name: str) -> float | None:
+        """The version's ``name`` on its test slice at training, or None if not measured."""
+        slices = self.metrics.get("slices")
+        test = slices.get("test") if isinstance(slices, dict) else None
+        value = test.get(name) if isinstance(test, dict) else None
+        return float(value) if isinstance(value, int | float) else None
+
 
 def register_model(
     store: Store,

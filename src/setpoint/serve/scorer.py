@@ -17,7 +17,8 @@ import numpy as np
 from setpoint.config.spec import Task
 from setpoint.data.schema import Schema
 from setpoint.errors import ConfigError
-from setpoint.project import TABULAR_KIND, Project
+from setpoint.kinds.tabular import TABULAR
+from setpoint.project import Project
 from setpoint.registry.datasets import get_schema
 from setpoint.registry.models import get_version, load_artifacts
 from setpoint.serve.validation import RequestValidator
@@ -134,7 +135,7 @@ def load_scorer(
     a tabular model.
     """
     found = get_version(project.store, project=project.name, version=version)
-    if found.kind != TABULAR_KIND:
+    if found.kind != TABULAR.name:
         raise ConfigError(
             f"Model {project.name}@{version} is a {found.kind!r} model; setpoint serve "
             "serves tabular models.",

@@ -32,6 +32,7 @@ __all__ = [
     "SERVED_ROLES",
     "Traffic",
     "decode_traffic",
+    "frame_traffic",
     "join_feedback",
     "load_traffic",
 ]
@@ -102,6 +103,40 @@ def load_traffic(store: Store, *, project: str, roles: tuple[str, ...] = SERVED_
             project=project,
         )
     return traffic
+
+
+def frame_traffic(
+    inputs: pd.DataFrame,
+    *,
+    times: pd.Series,
+    scores: np.ndarray[Any, Any],
+    labels: pd.Series,
+    label_times: pd.Series,
+    binary: bool,
+    version: str = "champion",
+) -> Traffic:
+    """Traffic that was never logged (a replay's), shaped as the log's: one row per input.
+
+    ``labels`` is missing where no label had arrived; ``scores`` are the model's.
+    """
+    n = len(inputs)
+    missing = np.full(n, np.nan)
+    meta = pd.DataFrame(
+        {
+            "request_id": np.arange(n).astype(str),
+            "index": np.zeros(n, dtype=np.int64),
+            "entity_id": pd.Series([None] * n, dtype=object),
+            "time": pd.to_datetime(times, utc=True).to_numpy(),
+            "model_version": version,
+            "role": "champion",
+            "score": np.asarray(scores, dtype=np.float64) if binary else missing,
+            "value": missing if binary else np.asarray(scores, dtype=np.float64),
+            "predicted": pd.Series([None] * n, dtype=object),
+            "label": pd.Series(labels.to_numpy(dtype=object), dtype=object),
+            "label_time": pd.to_datetime(label_times, utc=True).to_numpy(),
+        }
+    )
+    return Traffic(meta=meta, inputs=inputs.reset_index(drop=True))
 
 
 def join_feedback(

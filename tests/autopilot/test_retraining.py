@@ -14,7 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from setpoint.autopilot.retrain import TrainingSet, compare_live, judge, retrain, training_set
+from setpoint.autopilot.compare import compare_live
+from setpoint.kinds.tabular import TABULAR
+from setpoint.registry import gate
+from setpoint.train.tabular_model import TabularModel
+from setpoint.train.training_set import TrainingSet, training_set
 from setpoint.config.policy import DataPolicy
 from setpoint.config.spec import GatePolicy, ModelRecipe, ProjectSpec
 from setpoint.errors import InvalidParameterError, TrainingError
@@ -85,6 +89,45 @@ def _select(history: pd.DataFrame, **policy: Any) -> TrainingSet:
         label_time="label_time",
         target="y",
         policy=DataPolicy(**{"min_rows": 100, **policy}),
+    )
+
+
+def retrain(
+    spec: ProjectSpec, data: TrainingSet, *, numeric: list[str], categorical: list[str]
+) -> TrainResult:
+    """A retrain as the autopilot and the replay do it: the holdout is the test slice."""
+    recipe = TABULAR.recipe(spec, split=data.split(valid_fraction=spec.model.split.valid_fraction))
+    return TABULAR.build(
+        data.frame,
+        spec=spec,
+        recipe=recipe,
+        numeric=numeric,
+        categorical=categorical,
+        weights=data.weights,
+    )
+
+
+def judge(
+    spec: ProjectSpec,
+    data: TrainingSet,
+    result: TrainResult,
+    *,
+    champion: TabularModel | None,
+    challenger_version: int,
+    champion_version: int | None,
+) -> gate.GateDecision:
+    """The gate on the retrain's holdout, the challenger against ``champion``."""
+    index, evaluation = TABULAR.holdout(result)
+    holdout = data.frame.iloc[index].reset_index(drop=True)
+    return gate.judge(
+        spec,
+        holdout=holdout,
+        challenger=evaluation,
+        champion=None
+        if champion is None
+        else TABULAR.evaluate(champion, holdout, target=spec.target),
+        challenger_version=challenger_version,
+        champion_version=champion_version,
     )
 
 

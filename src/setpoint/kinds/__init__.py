@@ -1,0 +1,1 @@
+"""Kinds of model: what each gives the lifecycle (``protocol.py``), and the tabular kind."""
