@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 
 from setpoint.autopilot.compare import compare_live
-from setpoint.kinds.tabular import TABULAR
-from setpoint.registry import gate
-from setpoint.train.tabular_model import TabularModel
-from setpoint.train.training_set import TrainingSet, training_set
 from setpoint.config.policy import DataPolicy
 from setpoint.config.spec import GatePolicy, ModelRecipe, ProjectSpec
 from setpoint.errors import InvalidParameterError, TrainingError
+from setpoint.kinds.tabular import TABULAR
+from setpoint.registry import gate
+from setpoint.train.tabular_model import TabularModel
 from setpoint.train.trainer import TrainResult, train_model
+from setpoint.train.training_set import TrainingSet, training_set
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 NUMERIC = ["x1", "x2", "x3"]

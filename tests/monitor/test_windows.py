@@ -19,11 +19,11 @@ import pytest
 
 from _support.serving import build_project, events, records
 from setpoint.errors import ConfigError, StoreError
+from setpoint.kinds.protocol import REFERENCE_FILE
+from setpoint.kinds.tabular import TABULAR
 from setpoint.monitor.results import MonitorResult, WindowResult
 from setpoint.monitor.runner import monitor_project
 from setpoint.monitor.windows import cut_windows, parse_window
-from setpoint.kinds.protocol import REFERENCE_FILE
-from setpoint.kinds.tabular import TABULAR
 from setpoint.project import Project
 from setpoint.registry.feedback import record_feedback
 from setpoint.registry.models import register_model

@@ -322,10 +322,7 @@ class Replay:
                 frame.reset_index(drop=True),
                 times=frame[self.spec.timestamp or ""],
                 scores=strategy.scores[window][served],
-                labels=pd.Series(
-                    np.where(arrived, frame[self.spec.target].to_numpy(dtype=object), None),
-                    dtype=object,
-                ),
+                labels=frame[self.spec.target].astype(object).where(arrived, None),
                 label_times=frame[LABEL_TIME].where(arrived),
                 binary=self.spec.task is Task.BINARY,
             )
