@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import setpoint
 from setpoint import errors
@@ -20,6 +21,30 @@ def test_every_setting_is_documented() -> None:
     for setting in SETTINGS:
         assert f"`{setting.env}`" in page, setting.env
         assert setting.help.split(".")[0] in page.replace("`", ""), setting.env
+
+
+def test_the_cli_reads_the_environment_through_settings() -> None:
+    """A command-line option read from the environment is a setting, with its help."""
+    import typer
+
+    from setpoint.cli.main import app
+
+    declared = {setting.env: setting for setting in SETTINGS}
+    found: set[str] = set()
+
+    # Typer's commands and options (its own copy of click's classes), walked by attribute.
+    def walk(command: Any, path: str) -> None:
+        for param in command.params:
+            envvars = [param.envvar] if isinstance(param.envvar, str) else param.envvar or []
+            for envvar in envvars:
+                found.add(envvar)
+                assert envvar in declared, f"{path} {param.name}: {envvar} is no setting"
+                assert param.help == declared[envvar].help, f"{path} {param.name}: its help"
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "setpoint")
+    assert "SETPOINT_API_KEY" in found, found
 
 
 def test_error_tree_in_docstring_matches_the_classes() -> None:
