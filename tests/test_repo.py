@@ -1,61 +1,19 @@
-"""Rules of the repository itself: exports, settings, errors, the README and CI."""
+"""Rules of the repository itself: settings, errors, the README and CI.
+
+The exports have their own rules, in test_public_api.py.
+"""
 
 from __future__ import annotations
 
-import ast
-import importlib
-import pkgutil
 import re
 from pathlib import Path
-
-import pytest
+from typing import Any
 
 import setpoint
 from setpoint import errors
 from setpoint.settings import SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src" / "setpoint"
-
-
-def _modules() -> list[str]:
-    names = []
-    for info in pkgutil.walk_packages([str(SRC)], prefix="setpoint."):
-        if ".migrations.versions." in info.name or info.name.endswith("migrations.env"):
-            continue
-        names.append(info.name)
-    return sorted(names)
-
-
-@pytest.mark.parametrize("name", _modules())
-def test_every_module_declares_all_and_it_resolves(name: str) -> None:
-    path = SRC.joinpath(*name.split(".")[1:])
-    source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-    tree = ast.parse(source.read_text())
-    declared = [
-        node
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
-    ]
-    has_code = any(
-        isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef)
-        for node in tree.body
-    )
-    if not has_code:
-        return
-    assert declared, f"{name} defines functions or classes but no __all__"
-    module = importlib.import_module(name)
-    for exported in module.__all__:
-        assert hasattr(module, exported), f"{name}.__all__ names missing {exported!r}"
-    public = {
-        node.name
-        for node in tree.body
-        if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_")
-    }
-    assert public <= set(module.__all__), (
-        f"{name}: public but not exported: {public - set(module.__all__)}"
-    )
 
 
 def test_every_setting_is_documented() -> None:
@@ -63,6 +21,30 @@ def test_every_setting_is_documented() -> None:
     for setting in SETTINGS:
         assert f"`{setting.env}`" in page, setting.env
         assert setting.help.split(".")[0] in page.replace("`", ""), setting.env
+
+
+def test_the_cli_reads_the_environment_through_settings() -> None:
+    """A command-line option read from the environment is a setting, with its help."""
+    import typer
+
+    from setpoint.cli.main import app
+
+    declared = {setting.env: setting for setting in SETTINGS}
+    found: set[str] = set()
+
+    # Typer's commands and options (its own copy of click's classes), walked by attribute.
+    def walk(command: Any, path: str) -> None:
+        for param in command.params:
+            envvars = [param.envvar] if isinstance(param.envvar, str) else param.envvar or []
+            for envvar in envvars:
+                found.add(envvar)
+                assert envvar in declared, f"{path} {param.name}: {envvar} is no setting"
+                assert param.help == declared[envvar].help, f"{path} {param.name}: its help"
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "setpoint")
+    assert "SETPOINT_API_KEY" in found, found
 
 
 def test_error_tree_in_docstring_matches_the_classes() -> None:

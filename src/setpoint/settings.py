@@ -16,7 +16,7 @@ from typing import Any
 
 from setpoint.errors import SettingError
 
-__all__ = ["SETTINGS", "Setting", "Settings", "get_settings"]
+__all__ = ["SETTINGS", "Setting", "Settings", "declaration", "get_settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +101,26 @@ SETTINGS: tuple[Setting, ...] = (
         "Threads for model training and scoring; 0 lets LightGBM use every core.",
         _non_negative_int,
     ),
+    Setting(
+        "api_key",
+        "",
+        "Key for a server with serving.predict_auth: key ('setpoint keys create').",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def declaration(name: str) -> Setting:
+    """The declaration of the setting called ``name`` (its environment name, default, help).
+
+    >>> declaration("home").env
+    'SETPOINT_HOME'
+    """
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"no setting {name!r}; the settings are {sorted(_BY_NAME)}") from None
 
 
 class Settings:

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from setpoint.settings import declaration
+
 if TYPE_CHECKING:
     from setpoint.project import Project
 
-__all__ = ["ProjectDir", "open_project"]
+__all__ = ["ApiKey", "ProjectDir", "open_project"]
 
 ProjectDir = Annotated[
     Path,
@@ -20,6 +22,13 @@ ProjectDir = Annotated[
         help="Project folder: where setpoint.yaml is.",
         file_okay=False,
     ),
+]
+
+# The environment name and the help come from the setting's one declaration.
+_API_KEY = declaration("api_key")
+ApiKey = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar=_API_KEY.env, show_default=False, help=_API_KEY.help),
 ]
 
 

@@ -7,3 +7,5 @@ Pure functions on DataFrames; nothing here touches the metadata store.
 - :mod:`setpoint.data.validate`: ``validate_batch`` and its ``ValidationReport``.
 - :mod:`setpoint.data.asof`: ``asof_join``, the point-in-time join.
 """
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """Pure statistics: reference summaries, drift tests, realized and estimated performance."""
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """Served traffic: the durable prediction logs, their feedback, and the history to learn from."""
+
+__all__: list[str] = []

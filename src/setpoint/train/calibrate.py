@@ -89,9 +89,12 @@ class Calibrator:
             self.a_, self.b_ = _platt(_logit(s), positive)
         return self
 
-    def transform(self, scores: Any) -> FloatArray:
+    def _check_fitted(self) -> None:
         if not hasattr(self, "n_"):
             raise TrainingError("This Calibrator is not fitted yet; call fit() first.")
+
+    def transform(self, scores: Any) -> FloatArray:
+        self._check_fitted()
         s = np.asarray(scores, dtype=np.float64)
         if self.method == "isotonic":
             p = np.interp(s, np.asarray(self.x_), np.asarray(self.y_))
@@ -105,8 +108,7 @@ class Calibrator:
         return s
 
     def to_dict(self) -> dict[str, Any]:
-        if not hasattr(self, "n_"):
-            raise TrainingError("This Calibrator is not fitted yet; call fit() first.")
+        self._check_fitted()
         payload: dict[str, Any] = {"method": self.method, "n": self.n_}
         if self.method == "isotonic":
             payload |= {"x": list(self.x_), "y": list(self.y_), "clip": self.clip_}
@@ -121,7 +123,8 @@ class Calibrator:
             if cal.method not in ("isotonic", "sigmoid", "none"):
                 raise ValueError(f"unknown method {cal.method!r}")
             cal.n_ = int(payload["n"])
-            cal.x_, cal.y_, cal.clip_ = [], [], 0.0
+            # What fit learns; only isotonic calibration reads the clip, so only it is stored.
+            cal.x_, cal.y_, cal.clip_ = [], [], 1.0 / (cal.n_ + 2)
             cal.a_, cal.b_ = 1.0, 0.0
             if cal.method == "isotonic":
                 cal.x_ = [float(v) for v in payload["x"]]
@@ -131,7 +134,7 @@ class Calibrator:
                     raise ValueError("the isotonic breakpoints are empty or unpaired")
             elif cal.method == "sigmoid":
                 cal.a_, cal.b_ = float(payload["a"]), float(payload["b"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise TrainingError(f"The calibrator description is malformed: {exc}") from exc
         return cal
 

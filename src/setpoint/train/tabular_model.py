@@ -74,7 +74,7 @@ class TabularModel:
         self.target = target
         self.preprocessor = preprocessor
         self.head = head
-        self.classes = list(classes)
+        self.classes = classes
         self.calibrator = calibrator
         self.threshold = threshold
         self.num_threads = num_threads
