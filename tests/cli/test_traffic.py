@@ -1,8 +1,9 @@
 """``setpoint predict`` and ``setpoint replay``, run as a user runs them.
 
 The commands run as real processes and talk over loopback to
-``_support.fake_server``, which records what they send; the replay's pacing
-and feedback timing are also tested as pure functions with a fake clock.
+``_support.fake_server``, which records what they send. The replay engine
+itself is tested from Python in tests/traffic/, and against a real
+``setpoint serve`` in tests/serve/test_replayed.py.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pytest
 
 from _support.cli import run as setpoint
 from _support.fake_server import FakeServer, dead_url, running
-from setpoint.cli._replay import FeedbackQueue, TokenBucket
 from setpoint.config.durations import parse_duration
+from setpoint.config.loader import SPEC_FILE, dump_spec
+from setpoint.quickstart.build import quickstart_spec
 
 T0 = datetime(2013, 8, 1, 4, tzinfo=UTC)
 
@@ -40,7 +42,7 @@ def server() -> Iterator[FakeServer]:
 
 @pytest.fixture
 def quickstart(tmp_path: Path) -> Path:
-    """A quickstart folder whose held-back file has 3 days of flights, shuffled."""
+    """A quickstart folder, with its spec, whose held-back file has 3 days of flights, shuffled."""
     rng = np.random.default_rng(7)
     n = 36
     times = [T0 + timedelta(hours=2 * i) for i in range(n)]
@@ -54,66 +56,13 @@ def quickstart(tmp_path: Path) -> Path:
             "late": rng.integers(0, 2, n),
         }
     ).sample(frac=1, random_state=3)
+    (tmp_path / SPEC_FILE).write_text(dump_spec(quickstart_spec()), encoding="utf-8")
     (tmp_path / "data").mkdir()
     frame.to_parquet(tmp_path / "data" / "flights-2013-08-12.parquet", index=False)
     return tmp_path
 
 
-# Pure parts ----------------------------------------------------------------------
-
-
-def test_feedback_waits_for_the_replay_clock() -> None:
-    queue = FeedbackQueue(timedelta(hours=6))
-    for hour in (5, 0, 3):
-        queue.add(at=T0 + timedelta(hours=hour), item={"label": hour})
-    assert queue.pop_due(T0 + timedelta(hours=5, minutes=59)) == []
-    assert queue.pop_due(T0 + timedelta(hours=6)) == [{"label": 0}]  # due exactly at +6h
-    assert queue.pop_due(T0 + timedelta(hours=10)) == [{"label": 3}]
-    assert len(queue) == 1
-    assert queue.drain() == [{"label": 5}]
-    assert queue.drain() == []
-
-
-def test_feedback_without_delay_is_due_at_its_own_time() -> None:
-    queue = FeedbackQueue(timedelta(0))
-    queue.add(at=T0, item={"label": True})
-    assert queue.pop_due(T0 - timedelta(seconds=1)) == []
-    assert queue.pop_due(T0) == [{"label": True}]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def test_token_bucket_paces_to_the_rate() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(10.0, capacity=1, clock=clock, sleep=clock.sleep)
-    for _ in range(100):
-        bucket.take(1)
-    # The first token is in the bucket; each of the other 99 costs 0.1 s.
-    assert clock.now == pytest.approx(9.9)
-
-
-def test_token_bucket_counts_records_not_requests() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(100.0, capacity=10, clock=clock, sleep=clock.sleep)
-    for _ in range(20):
-        bucket.take(10)
-    assert clock.now == pytest.approx(1.9)  # 200 records at 100/s, the first 10 free
-
-
-def test_token_bucket_with_rate_zero_never_waits() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(0.0, capacity=1, clock=clock, sleep=clock.sleep)
-    assert sum(bucket.take(1000) for _ in range(10)) == 0
-    assert clock.now == 0
+# Pure parts (the engine's own tests are in tests/traffic/test_replay.py) -------
 
 
 def test_durations() -> None:
@@ -249,6 +198,7 @@ def test_replay_counts_errors_by_kind(quickstart: Path, server: FakeServer) -> N
         (["--rate", "-1"], ["--rate", "-1"]),
         (["--rate", "nan"], ["--rate", "nan"]),
         (["--rate", "fast"], ["--rate", "number"]),
+        (["--feedback-rate", "-2"], ["--feedback-rate", "outcomes", "-2"]),
         (["--batch", "0"], ["--batch"]),
         (["--label-delay", "6 hours"], ["--label-delay", "6 hours"]),
         (["--from", "2014-01-01"], ["no records", "scheduled_at", "2013-08-01"]),
@@ -280,6 +230,89 @@ def test_replay_to_a_server_not_ready_says_so(quickstart: Path, server: FakeServ
     server.ready = False
     result = setpoint("replay", "-C", str(quickstart), "--url", server.url, cwd=quickstart)
     assert_user_error(result, "not ready", server.url)
+
+
+@pytest.fixture
+def events_csv(tmp_path: Path) -> Path:
+    """A folder with no spec and a CSV of 6 events out of time order: id, at, x, outcome."""
+    rows = [(f"e{i}", f"2024-03-0{1 + (i * 5) % 6}T12:00:00Z", i * 1.5, i % 2) for i in range(6)]
+    frame = pd.DataFrame(rows, columns=["id", "at", "x", "outcome"])
+    frame.to_csv(tmp_path / "events.csv", index=False)
+    return tmp_path / "events.csv"
+
+
+def test_replay_takes_its_columns_from_flags_without_a_spec(
+    events_csv: Path, server: FakeServer
+) -> None:
+    result = setpoint(
+        "replay",
+        "--file",
+        str(events_csv),
+        "--time-column",
+        "at",
+        "--label-column",
+        "outcome",
+        "--entity-column",
+        "id",
+        "--rate",
+        "0",
+        "--concurrency",
+        "1",
+        "--label-delay",
+        "0",
+        "--url",
+        server.url,
+        cwd=events_csv.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    sent = server.scored_records()
+    assert [r["at"] for r in sent] == sorted(r["at"] for r in sent)
+    assert {"id", "at", "x"} == set(sent[0])
+    truth = {f"e{i}": bool(i % 2) for i in range(6)}
+    assert len(server.outcomes) == 6
+    for (_, request_id, index), item in server.outcomes.items():
+        assert truth[server.predictions[(request_id, int(index))]["id"]] is item["label"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        ([], ["--time-column", "setpoint.yaml"]),
+        (["--time-column", "at"], ["--label-column", "--no-feedback"]),
+        (["--time-column", "when", "--no-feedback"], ["events.csv", "'when'", "at, x"]),
+        (["--time-column", "at", "--no-feedback", "--entity-column", "key"], ["'key'", "entity"]),
+        (["--time-column", "x", "--no-feedback"], ["record 0", "x", "ISO 8601"]),
+        (["--time-column", "at", "--label-column", "at"], ["--label-column", "'at'", "time"]),
+    ],
+)
+def test_bad_replay_columns_fail_cleanly(
+    events_csv: Path, server: FakeServer, args: list[str], words: list[str]
+) -> None:
+    result = setpoint(
+        "replay", "--file", str(events_csv), "--url", server.url, *args, cwd=events_csv.parent
+    )
+    assert_user_error(result, *words)
+    assert server.calls("/v1/predict") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "words"),
+    [
+        ("gone.csv", None, ["gone.csv", "no such file"]),
+        ("events.txt", "", ["--file", "events.txt", ".parquet"]),
+        ("events.jsonl", '{"at": "2024-01-01"}\n{oops\n', ["events.jsonl:2", "not valid JSON"]),
+        ("events.json", "[]", ["events.json", "empty list"]),
+        ("events.parquet", "not parquet", ["events.parquet", "cannot be read"]),
+    ],
+)
+def test_bad_replay_files_fail_cleanly(
+    tmp_path: Path, server: FakeServer, name: str, text: str | None, words: list[str]
+) -> None:
+    if text is not None:
+        (tmp_path / name).write_text(text)
+    args = ["--file", name, "--time-column", "at", "--no-feedback", "--url", server.url]
+    assert_user_error(setpoint("replay", *args, cwd=tmp_path), *words)
+    assert server.calls("/v1/predict") == []
 
 
 # setpoint predict ---------------------------------------------------------------

@@ -15,11 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 from setpoint._console import console, err_console, fmt, table
 from setpoint.cli._options import ProjectDir
 from setpoint.client import DEFAULT_URL
-from setpoint.errors import ServerError, SourceError
+from setpoint.errors import InvalidParameterError, ServerError, SourceError
+from setpoint.traffic.replay import MAX_CONCURRENCY
 
 if TYPE_CHECKING:
-    from setpoint.cli._replay import ReplayStats
     from setpoint.client import Client
+    from setpoint.traffic.records import ReplayColumns
+    from setpoint.traffic.replay import ReplayStats
 
 __all__ = ["register"]
 
@@ -33,6 +35,10 @@ ApiKey = Annotated[
         help="Key for a server with serving.predict_auth: key ('setpoint keys create').",
     ),
 ]
+
+
+# Where 'setpoint quickstart' leaves the flights it never trained on.
+_HELD_BACK = Path("data") / "flights-2013-08-12.parquet"
 
 
 class _Format(StrEnum):
@@ -72,7 +78,7 @@ def _predict(
     Give the records with --file or --json, e.g.
     setpoint predict --json '{"carrier": "UA", "distance": 1400}'.
     """
-    from setpoint.cli._records import parse_json_records, read_records
+    from setpoint.traffic.records import parse_records, read_records
 
     if (file is None) == (json_text is None):
         raise typer.BadParameter(
@@ -80,7 +86,11 @@ def _predict(
             + ("both" if file is not None else "neither"),
             param_hint="'--file' / '--json'",
         )
-    records = read_records(file) if file is not None else parse_json_records(str(json_text))
+    if file is not None:
+        _check_suffix(file, "--file")
+        records = read_records(file)
+    else:
+        records = parse_records(str(json_text), source="--json")
     with _client(url, api_key) as client:
         answer = client.predict(records, explain=explain)
     if output is _Format.JSON:
@@ -115,12 +125,15 @@ def _replay(
     file: Annotated[
         Path | None,
         typer.Option(
-            "--file", dir_okay=False, help="Parquet file (default: the quickstart's held-back one)."
+            "--file",
+            dir_okay=False,
+            help="Records in a .parquet, .csv, .json or .jsonl file "
+            f"(default: the quickstart's held-back {_HELD_BACK}).",
         ),
     ] = None,
     batch: Annotated[int, typer.Option(min=1, help="Records per request.")] = 1,
     concurrency: Annotated[
-        int, typer.Option(min=1, max=64, help="Requests in flight at once.")
+        int, typer.Option(min=1, max=MAX_CONCURRENCY, help="Requests in flight at once.")
     ] = 4,
     label_delay: Annotated[
         str,
@@ -129,26 +142,60 @@ def _replay(
     feedback: Annotated[
         bool, typer.Option("--feedback/--no-feedback", help="Post the true outcomes.")
     ] = True,
+    feedback_rate: Annotated[
+        float, typer.Option(help="Outcomes per second; 0 posts them as fast as they come due.")
+    ] = 0.0,
     limit: Annotated[int | None, typer.Option(min=1, help="Send at most this many.")] = None,
+    time_column: Annotated[
+        str | None,
+        typer.Option(
+            "--time-column",
+            show_default=False,
+            help="Column of each record's time (default: the spec's timestamp).",
+        ),
+    ] = None,
+    label_column: Annotated[
+        str | None,
+        typer.Option(
+            "--label-column",
+            show_default=False,
+            help="Column of the true outcomes, posted as feedback (default: the spec's target).",
+        ),
+    ] = None,
+    entity_column: Annotated[
+        str | None,
+        typer.Option(
+            "--entity-column",
+            show_default=False,
+            help="Column of each record's entity id, checked to be there "
+            "(default: the spec's entity).",
+        ),
+    ] = None,
 ) -> None:
     """Replay held-back records as live traffic, in time order, then their outcomes.
 
     Reads data/flights-2013-08-12.parquet of the project folder (the flights of August to
-    December 2013 that the quickstart never trained on), sends the records
+    December 2013 that the quickstart never trained on) or --file, sends the records
     with a time in [--from, --to) at --rate records per second, and posts each
     one's true outcome as feedback once the replay clock (the time of the
-    records being sent) has passed its time plus --label-delay. Prints a
-    summary: records sent, errors by kind, feedback stored, rate and latency.
+    records being sent) has passed its time plus --label-delay. The time and
+    outcome columns are the spec's (setpoint.yaml) unless --time-column and
+    --label-column name them. Prints a summary: records sent, errors by kind,
+    feedback stored, rate and latency.
     """
-    from setpoint.cli._records import replay_plan
-    from setpoint.cli._replay import replay
     from setpoint.config.durations import parse_duration
+    from setpoint.traffic.records import plan_replay
+    from setpoint.traffic.replay import replay
 
-    if not (math.isfinite(rate) and rate >= 0):
-        raise typer.BadParameter(
-            f"expected records per second, a number >= 0 (0 = no limit); got {rate}",
-            param_hint="'--rate'",
-        )
+    for flag, value, what in (
+        ("--rate", rate, "records"),
+        ("--feedback-rate", feedback_rate, "outcomes"),
+    ):
+        if not (math.isfinite(value) and value >= 0):
+            raise typer.BadParameter(
+                f"expected {what} per second, a number >= 0 (0 = no limit); got {value}",
+                param_hint=f"'{flag}'",
+            )
     try:
         delay = parse_duration(label_delay)
     except ValueError as exc:
@@ -159,39 +206,90 @@ def _replay(
             f"--from must be before --to; got --from {start} and --to {end}",
             param_hint="'--from' / '--to'",
         )
-    path = file if file is not None else directory / "data" / "flights-2013-08-12.parquet"
+    path = file if file is not None else directory / _HELD_BACK
+    _check_suffix(path, "--file")
     if not path.is_file():
-        raise SourceError(
-            "no such file. 'setpoint quickstart' writes the held-back flights there; "
-            "or pass --file.",
-            source=str(path),
+        hint = (
+            ""
+            if file is not None
+            else ". 'setpoint quickstart' writes the held-back flights there; or pass --file."
         )
-    plan = replay_plan(path, spec_dir=directory, start=low, end=high, limit=limit)
+        raise SourceError(f"no such file{hint}", source=str(path))
+    columns = _replay_columns(
+        directory, time=time_column, label=label_column, entity=entity_column, feedback=feedback
+    )
+    plan = plan_replay(path, columns=columns, start=low, end=high, limit=limit)
     for note in plan.notes:
         err_console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
     with _client(url, api_key) as client:
         _check_server(client)
         console.print(
             f"Replaying {len(plan.records):,} records of {path} to {client.base_url} "
-            f"({plan.first} to {plan.last})."
+            f"({plan.first.isoformat()} to {plan.last.isoformat()})."
         )
-        columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=err_console) as bar:
+        columns_shown = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns_shown, console=err_console) as bar:
             task = bar.add_task("replaying", total=len(plan.records))
             stats = replay(
                 client,
-                plan.records,
-                times=plan.times,
-                labels=plan.labels if feedback else None,
+                plan,
                 rate=rate,
+                feedback_rate=feedback_rate,
                 batch=batch,
                 concurrency=concurrency,
                 label_delay=delay,
+                feedback=feedback,
                 on_progress=lambda done: bar.update(task, completed=done),
             )
     _print_summary(stats, feedback=feedback and plan.labels is not None)
     if stats.aborted is not None:
         raise stats.aborted
+
+
+def _replay_columns(
+    directory: Path, *, time: str | None, label: str | None, entity: str | None, feedback: bool
+) -> ReplayColumns:
+    """The flags' columns, else the spec's; a missing one is named by its flag."""
+    from setpoint.config.loader import SPEC_FILE, load_spec
+    from setpoint.traffic.records import ReplayColumns
+
+    spec_path = directory / SPEC_FILE
+    spec = load_spec(spec_path) if spec_path.is_file() else None
+    if spec is not None:
+        time = spec.timestamp if time is None else time
+        label = spec.target if label is None else label
+        entity = spec.entity if entity is None else entity
+    if time is None:
+        why = f"{spec_path} names no 'timestamp'" if spec else f"there is no {spec_path}"
+        raise typer.BadParameter(
+            f"name the column of each record's time ({why})", param_hint="'--time-column'"
+        )
+    if label is None and feedback:
+        raise typer.BadParameter(
+            f"name the column of the true outcomes, or pass --no-feedback (there is no "
+            f"{spec_path})",
+            param_hint="'--label-column'",
+        )
+    if label is not None and label in (time, entity):
+        role = "time" if label == time else "entity"
+        raise typer.BadParameter(
+            f"the outcome column {label!r} is also the {role} column", param_hint="'--label-column'"
+        )
+    try:
+        return ReplayColumns(time=time, label=label, entity=entity)
+    except InvalidParameterError as exc:
+        flag = {"label": "--label-column", "entity": "--entity-column"}.get(exc.parameter)
+        raise typer.BadParameter(str(exc), param_hint=f"'{flag or '--time-column'}'") from None
+
+
+def _check_suffix(path: Path, flag: str) -> None:
+    from setpoint.traffic.records import RECORD_SUFFIXES
+
+    if path.suffix.lower() not in RECORD_SUFFIXES:
+        raise typer.BadParameter(
+            f"expected a file ending in {', '.join(RECORD_SUFFIXES)}; got {path.name!r}",
+            param_hint=f"'{flag}'",
+        )
 
 
 def _client(url: str, api_key: str | None) -> Client:
