@@ -91,6 +91,7 @@ def test_history_and_events_show_what_kind_of_change_moved_an_alias(project: Pat
     assert "not passed" in again.stdout  # an identical model has no lead to show
     forced = run("model", "promote", "2", "--force", "--reason", "rollback: of v1", cwd=project)
     assert forced.returncode == 0, forced.stderr
+    assert "Promoted anyway (forced): champion is cancer@2" in forced.stdout
     back = run("model", "rollback", "--reason", "v2 is no better", cwd=project)
     assert "champion is cancer@1 again" in back.stdout
     done = run("model", "alias", "set", "baseline", "1", cwd=project)

@@ -100,6 +100,7 @@ def test_a_project_from_init_to_rollback_on_unseen_data(tmp_path: Path) -> None:
 
     forced = run("model", "promote", "2", "--force", "--reason", "test override", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
+    assert "Promoted anyway (forced): champion is cancer@2" in forced.stdout
     listing = run("model", "list", cwd=tmp_path)
     assert "champion" in listing.stdout
     back = run("model", "rollback", "--reason", "test", cwd=tmp_path)

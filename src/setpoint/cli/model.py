@@ -97,6 +97,11 @@ def _promote(
     project = open_project(directory)
     decision = project.promote(version, reason=reason, force=force)
     print_decision(decision)
+    if force and not decision.passed:
+        console.print(
+            f"Promoted anyway (forced): champion is {project.name}@{version}; "
+            "the override is in 'setpoint model history'."
+        )
 
 
 @app.command("rollback")
