@@ -55,7 +55,6 @@ from setpoint.train.training_set import TrainingSet
 
 __all__ = ["Project", "Retrained", "TrainOutcome"]
 
-_ROLLBACK = "rollback:"
 Progress = Callable[[str, float], None]
 
 
@@ -338,7 +337,7 @@ class Project:
         history = alias_ops.alias_history_of(self.store.db, project=self.name, alias="champion")
         held: list[int] = []
         for change in history:
-            if change.reason.startswith(_ROLLBACK) and held:
+            if change.kind is alias_ops.AliasKind.ROLLBACK and held:
                 held.pop()
             elif change.version is not None and held[-1:] != [change.version]:
                 # Promoting the champion again is no change of hands to undo.
@@ -352,7 +351,8 @@ class Project:
                 project=self.name,
                 alias="champion",
                 version=previous,
-                reason=f"{_ROLLBACK} {reason}",
+                kind=alias_ops.AliasKind.ROLLBACK,
+                reason=reason,
                 actor="user",
             )
         return previous
@@ -497,6 +497,7 @@ class Project:
                     project=self.name,
                     alias="champion",
                     version=candidate,
+                    kind=alias_ops.AliasKind.PROMOTE,
                     reason=why,
                     actor="user" if force else "gate",
                 )
@@ -506,6 +507,7 @@ class Project:
                     project=self.name,
                     alias="challenger",
                     version=candidate,
+                    kind=alias_ops.AliasKind.CHALLENGER,
                     reason="gate not passed: " + "; ".join(decision.reasons),
                     actor="gate",
                 )

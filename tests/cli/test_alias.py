@@ -78,6 +78,51 @@ def test_set_and_unset_an_alias_with_its_history(project: Path) -> None:
     assert "unset by hand" in history
 
 
+def history_rows(output: str) -> list[list[str]]:
+    """The cells of each body row of a table printed by the CLI."""
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in output.splitlines()]
+    return [row for row in rows if row and row[0][:1].isdigit()]
+
+
+def test_history_and_events_show_what_kind_of_change_moved_an_alias(project: Path) -> None:
+    again = run("train", cwd=project)
+    assert again.returncode == 0, again.stderr
+    assert "Registered cancer@2" in again.stdout
+    assert "not passed" in again.stdout  # an identical model has no lead to show
+    forced = run("model", "promote", "2", "--force", "--reason", "rollback: of v1", cwd=project)
+    assert forced.returncode == 0, forced.stderr
+    assert "Promoted anyway (forced): champion is cancer@2" in forced.stdout
+    back = run("model", "rollback", "--reason", "v2 is no better", cwd=project)
+    assert "champion is cancer@1 again" in back.stdout
+    done = run("model", "alias", "set", "baseline", "1", cwd=project)
+    assert done.returncode == 0, done.stderr
+
+    history = run("model", "history", cwd=project)
+    assert history.returncode == 0, history.stderr
+    header = next(line for line in history.stdout.splitlines() if "reason" in line)
+    assert [cell.strip() for cell in header.split("┃")[1:-1]] == [
+        "at (UTC)",
+        "alias",
+        "version",
+        "previous",
+        "kind",
+        "by",
+        "reason",
+    ]
+    rows = history_rows(history.stdout)[-4:]
+    # (alias, version, previous, kind, by) of the last four changes, then their reasons
+    assert [row[1:6] for row in rows] == [
+        ["challenger", "2", "-", "challenger", "gate"],
+        ["champion", "2", "1", "promote", "user"],
+        ["champion", "1", "2", "rollback", "user"],
+        ["baseline", "1", "-", "set", "user"],
+    ]
+    assert rows[1][6].endswith("rollback: of v1")  # a promote, whatever its reason says
+    assert [row[6] for row in rows[2:]] == ["v2 is no better", "set by hand"]
+    events = run("events", "--kind", "alias_set", "--limit", "4", cwd=project)
+    assert "alias=champion, kind=rollback" in events.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

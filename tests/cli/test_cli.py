@@ -100,12 +100,14 @@ def test_a_project_from_init_to_rollback_on_unseen_data(tmp_path: Path) -> None:
 
     forced = run("model", "promote", "2", "--force", "--reason", "test override", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
+    assert "Promoted anyway (forced): champion is cancer@2" in forced.stdout
     listing = run("model", "list", cwd=tmp_path)
     assert "champion" in listing.stdout
     back = run("model", "rollback", "--reason", "test", cwd=tmp_path)
     assert "cancer@1 again" in back.stdout
     history = run("model", "history", cwd=tmp_path)
-    assert "rollback: test" in history.stdout
+    cells = [[c.strip() for c in line.split("│")] for line in history.stdout.splitlines()]
+    assert ["rollback", "user", "test"] in [row[5:8] for row in cells]  # kind, by, reason
     assert "forced past a failed gate" in history.stdout
 
     show = run("model", "show", "1", cwd=tmp_path)

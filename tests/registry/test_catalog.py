@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -12,11 +13,12 @@ from setpoint.config.spec import ProjectSpec, ValidationPolicy
 from setpoint.errors import (
     ArtifactIntegrityError,
     BatchRefusedError,
+    InvalidParameterError,
     NotFoundError,
     SetpointError,
 )
 from setpoint.project import Project
-from setpoint.registry.aliases import alias_history_of, get_alias, set_alias
+from setpoint.registry.aliases import AliasKind, alias_history_of, get_alias, set_alias
 from setpoint.registry.datasets import ingest, list_datasets, load_dataset
 from setpoint.registry.events import list_events
 from setpoint.registry.models import register_model
@@ -121,6 +123,7 @@ def test_alias_history_and_rollback(store: Store, tmp_path: Path, weather: pd.Da
                 project="weather",
                 alias="champion",
                 version=version,
+                kind=AliasKind.PROMOTE,
                 reason=f"step {version}",
                 actor="test",
             )
@@ -134,9 +137,88 @@ def test_alias_history_and_rollback(store: Store, tmp_path: Path, weather: pd.Da
         (3, 2),
         (2, 3),
     ]
-    assert history[-1].reason == "rollback: live metric fell"
+    assert [c.kind for c in history] == [AliasKind.PROMOTE] * 3 + [AliasKind.ROLLBACK]
+    assert history[-1].reason == "live metric fell"  # stored as given, no prefix
     assert project.rollback(reason="again") == 1
     with pytest.raises(SetpointError, match="Nothing to roll back to"):
         project.rollback(reason="once more")
     with store.db.write() as conn, pytest.raises(NotFoundError, match="weather@9"):
-        set_alias(conn, project="weather", alias="champion", version=9, reason="", actor="t")
+        set_alias(
+            conn,
+            project="weather",
+            alias="champion",
+            version=9,
+            kind=AliasKind.PROMOTE,
+            reason="",
+            actor="t",
+        )
+
+
+def _three_versions(store: Store, weather: pd.DataFrame) -> None:
+    ingest(store, SPEC, weather[weather["month"] == 1].reset_index(drop=True))
+    for i in range(3):
+        register_model(
+            store,
+            project="weather",
+            kind="test/v1",
+            files={"m": bytes([i])},
+            lineage={},
+            metrics={},
+            params={},
+        )
+
+
+def test_rollback_walks_the_history_by_kind_not_by_reason(
+    store: Store, tmp_path: Path, weather: pd.DataFrame
+) -> None:
+    _three_versions(store, weather)
+    # Version 3 is a promotion whose reason only reads like a rollback: the walk back
+    # must count it as a change of hands (the old code popped it as a rollback).
+    reasons = {1: "first", 2: "better", 3: "rollback: of the retrain plan, v3 is hand-made"}
+    for version, reason in reasons.items():
+        with store.db.write() as conn:
+            set_alias(
+                conn,
+                project="weather",
+                alias="champion",
+                version=version,
+                kind=AliasKind.PROMOTE,
+                reason=reason,
+                actor="test",
+            )
+    project = Project(SPEC, store, root=tmp_path)
+    assert project.rollback(reason="v3 is slow") == 2
+    assert project.rollback(reason="v2 too") == 1
+    history = alias_history_of(store.db, project="weather", alias="champion")
+    assert [(c.kind, c.version) for c in history[-2:]] == [
+        (AliasKind.ROLLBACK, 2),
+        (AliasKind.ROLLBACK, 1),
+    ]
+    moves = list_events(store.db, project="weather", kind="alias_set", limit=2)
+    assert [e.payload["kind"] for e in moves] == ["rollback", "rollback"]
+
+
+def test_an_alias_change_must_carry_a_kind_that_fits_it(
+    store: Store, weather: pd.DataFrame
+) -> None:
+    _three_versions(store, weather)
+    wrong: list[tuple[str, int | None, Any, str]] = [
+        ("champion", 1, AliasKind.SHADOW, "'alias'"),  # a shadow change moves shadow
+        ("shadow", 1, AliasKind.ROLLBACK, "'alias'"),  # only champion is rolled back
+        ("canary", 1, AliasKind.CANARY_PULLED, "'version'"),  # pulling removes it
+        ("shadow", None, AliasKind.SHADOW, "'version'"),  # removing is clear
+        ("shadow", 1, AliasKind.SET, "'kind'"),  # shadow has a kind of its own
+        ("champion", 1, "promote", "'kind'"),  # a string is not a kind
+    ]
+    for alias, version, kind, parameter in wrong:
+        with store.db.write() as conn, pytest.raises(InvalidParameterError, match=parameter):
+            set_alias(
+                conn,
+                project="weather",
+                alias=alias,
+                version=version,
+                kind=kind,
+                reason="",
+                actor="t",
+            )
+    assert alias_history_of(store.db, project="weather") == []

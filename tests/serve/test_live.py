@@ -12,7 +12,7 @@ import pytest
 
 from _support.serving import ServerProcess, records, serving
 from setpoint.project import Project
-from setpoint.registry.aliases import set_alias
+from setpoint.registry.aliases import AliasKind, set_alias
 from setpoint.store.workspace import Store
 from setpoint.traffic.local_log import LocalPredictionLog
 
@@ -167,7 +167,15 @@ def test_corrupted_artifact_is_refused_and_the_old_model_keeps_serving(
     with serving(project_dir) as server:
         # as if the file rotted after version 2 was promoted
         with project.store.db.write() as conn:
-            set_alias(conn, project="flights", alias="champion", version=2, reason="", actor="test")
+            set_alias(
+                conn,
+                project="flights",
+                alias="champion",
+                version=2,
+                kind=AliasKind.PROMOTE,
+                reason="",
+                actor="test",
+            )
         deadline = time.monotonic() + 10
         while not project.events(kind="model_load_refused"):
             assert time.monotonic() < deadline, "no model_load_refused event"

@@ -12,7 +12,7 @@ import pytest
 
 from _support.serving import ServerProcess, records, serving, set_serving
 from setpoint.project import Project
-from setpoint.registry.aliases import set_alias
+from setpoint.registry.aliases import AliasKind, alias_history_of, kind_by_hand, set_alias
 from setpoint.traffic.local_log import LocalPredictionLog
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,13 @@ pytestmark = pytest.mark.slow
 def point(project: Project, alias: str, version: int | None) -> None:
     with project.store.db.write() as conn:
         set_alias(
-            conn, project="flights", alias=alias, version=version, reason="test", actor="test"
+            conn,
+            project="flights",
+            alias=alias,
+            version=version,
+            kind=kind_by_hand(alias, version),
+            reason="test",
+            actor="test",
         )
 
 
@@ -101,3 +107,6 @@ def test_a_canary_that_breaks_the_policy_is_pulled(
     assert event.payload["version"] == 2
     assert event.payload["requests"] == 10
     assert "p99 latency" in event.payload["reason"]
+    pulled = alias_history_of(project.store.db, project="flights", alias="canary")[-1]
+    assert (pulled.kind, pulled.version, pulled.actor) == (AliasKind.CANARY_PULLED, None, "server")
+    assert pulled.reason == event.payload["reason"]  # the guard's words, no prefix

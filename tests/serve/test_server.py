@@ -263,7 +263,11 @@ def test_admin_needs_a_valid_key_and_promotes_and_rolls_back(
         server, "/v1/admin/promote", {"version": 2, "force": True, "reason": "test"}, headers=auth
     )
     assert promoted.status_code == 200, promoted.text
-    assert promoted.json()["serving"]["champion"] == 2
+    answer = promoted.json()
+    assert answer["serving"]["champion"] == 2
+    # The smaller second model fails the gate; forced past it, it was promoted all the same.
+    assert answer["decision"]["passed"] is False
+    assert (answer["promoted"], answer["forced"]) == (True, True)
     assert (
         post(server, "/v1/predict", {"records": records(flights, 1)}).json()["model_version"] == 2
     )

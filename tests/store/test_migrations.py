@@ -118,3 +118,99 @@ def test_a_store_at_0002_gains_monitor_windows_and_can_go_back(db_url: str) -> N
         assert names >= SERVING
     finally:
         engine.dispose()
+
+
+# (alias, version, reason) as the code of 0001-0004 wrote them, and the kind each must get.
+OLD_MOVES = [
+    ("champion", 1, "gate passed: +0.02", "promote"),
+    ("challenger", 2, "gate not passed: no lead", "challenger"),
+    ("champion", 2, "forced past a failed gate: try it", "promote"),
+    ("champion", 1, "rollback: live metric fell", "rollback"),
+    ("champion", 2, "ROLLBACK: only the old code's exact prefix counts", "promote"),
+    ("shadow", 2, "rollback: not the champion, so not a rollback", "shadow"),
+    ("shadow", None, "autopilot: watch over", "clear"),
+    ("canary", 2, "set by hand", "canary"),
+    ("canary", None, "canary rollback: p99 latency 9.1 ms over 0.001 ms", "canary_pulled"),
+    ("canary", None, "unset by hand", "clear"),
+    ("baseline", 1, "set by hand", "set"),
+    ("challenger", 1, "set by hand", "set"),
+]
+
+
+def test_a_store_at_0004_gains_alias_kinds_back_filled_from_the_reasons(db_url: str) -> None:
+    from setpoint.registry.aliases import AliasKind, alias_history_of, set_alias
+
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "0004")
+            now = utcnow().replace(tzinfo=None)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO projects (name, spec, created_at, updated_at) "
+                    "VALUES ('old', '{}', :now, :now)"
+                ),
+                {"now": now},
+            )
+            for version in (1, 2):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO model_versions (project, version, kind, artifacts, lineage, "
+                        "metrics, params, description, created_at) "
+                        "VALUES ('old', :v, 'test/v1', '{}', '{}', '{}', '{}', '', :now)"
+                    ),
+                    {"v": version, "now": now},
+                )
+            for alias, version, reason, _ in OLD_MOVES:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO alias_history (project, alias, version, previous_version, "
+                        "reason, actor, at) VALUES ('old', :alias, :version, NULL, :reason, "
+                        "'test', :now)"
+                    ),
+                    {"alias": alias, "version": version, "reason": reason, "now": now},
+                )
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("alias_history")}
+        assert "kind" not in columns
+
+        db = Database(db_url)  # opening the old store migrates it
+        try:
+            history = alias_history_of(db, project="old")
+            with db.read() as conn:
+                revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+                [kind] = [
+                    c for c in sa.inspect(conn).get_columns("alias_history") if c["name"] == "kind"
+                ]
+                indexes = {i["name"] for i in sa.inspect(conn).get_indexes("alias_history")}
+            with db.write() as conn:  # a rollback now says so by its kind, not its reason
+                set_alias(
+                    conn,
+                    project="old",
+                    alias="champion",
+                    version=1,
+                    kind=AliasKind.ROLLBACK,
+                    reason="by kind",
+                    actor="test",
+                )
+        finally:
+            db.dispose()
+        assert revision == HEAD
+        assert kind["nullable"] is False
+        assert "ix_alias_history_project" in indexes
+        assert [(c.alias, c.version, c.reason, c.kind.value) for c in history] == OLD_MOVES
+        assert all(isinstance(c.kind, AliasKind) for c in history)
+
+        with engine.begin() as conn:
+            _alembic(conn, "downgrade", "0004")
+            reasons = conn.execute(
+                sa.text("SELECT reason FROM alias_history ORDER BY id")
+            ).scalars()
+            # The code of 0004 knows a rollback only by its prefix: the new one gains it,
+            # the old ones keep theirs once.
+            assert list(reasons) == [reason for _, _, reason, _ in OLD_MOVES] + [
+                "rollback: by kind"
+            ]
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("alias_history")}
+        assert "kind" not in columns
+    finally:
+        engine.dispose()

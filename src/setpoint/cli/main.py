@@ -152,6 +152,7 @@ def _summary(payload: dict[str, object]) -> str:
         "name",
         "version",
         "alias",
+        "kind",
         "passed",
         "n_rows",
         "n_quarantined",

@@ -97,6 +97,11 @@ def _promote(
     project = open_project(directory)
     decision = project.promote(version, reason=reason, force=force)
     print_decision(decision)
+    if force and not decision.passed:
+        console.print(
+            f"Promoted anyway (forced): champion is {project.name}@{version}; "
+            "the override is in 'setpoint model history'."
+        )
 
 
 @app.command("rollback")
@@ -115,7 +120,7 @@ def _history(
     directory: ProjectDir = Path(),
     alias: Annotated[str | None, typer.Option(help="Only this alias.")] = None,
 ) -> None:
-    """Which version held which alias, when, and why."""
+    """Which version held which alias, when, what moved it (kind), and why."""
     from setpoint.registry.aliases import alias_history_of
 
     project = open_project(directory)
@@ -125,12 +130,13 @@ def _history(
             c.alias,
             c.version,
             c.previous_version,
+            c.kind.value,
             c.actor,
             c.reason,
         )
         for c in alias_history_of(project.store.db, project=project.name, alias=alias)
     ]
-    columns = ["at (UTC)", "alias", "version", "previous", "by", "reason"]
+    columns = ["at (UTC)", "alias", "version", "previous", "kind", "by", "reason"]
     console.print(table(f"Alias history of {project.name}", columns, rows))
 
 
@@ -144,7 +150,7 @@ def _alias_set(
     reason: Annotated[str, typer.Option(help="Why, for the audit log.")] = "",
 ) -> None:
     """Point an alias at a version; a running server follows within its reload interval."""
-    from setpoint.registry.aliases import set_alias
+    from setpoint.registry.aliases import kind_by_hand, set_alias
 
     _check_alias(name)
     project = open_project(directory)
@@ -154,6 +160,7 @@ def _alias_set(
             project=project.name,
             alias=name,
             version=version,
+            kind=kind_by_hand(name, version),
             reason=reason or "set by hand",
             actor="user",
         )
@@ -170,7 +177,7 @@ def _alias_unset(
 ) -> None:
     """Remove an alias; its history stays in 'setpoint model history'."""
     from setpoint.errors import NotFoundError
-    from setpoint.registry.aliases import get_alias_in, set_alias
+    from setpoint.registry.aliases import AliasKind, get_alias_in, set_alias
 
     _check_alias(name)
     project = open_project(directory)
@@ -185,6 +192,7 @@ def _alias_unset(
             project=project.name,
             alias=name,
             version=None,
+            kind=AliasKind.CLEAR,
             reason=reason or "unset by hand",
             actor="user",
         )

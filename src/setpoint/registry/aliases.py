@@ -1,9 +1,15 @@
-"""Aliases (``champion``, ``challenger``, ...) and the history of who held them."""
+"""Aliases (``champion``, ``challenger``, ...) and the history of who held them.
+
+Every change of an alias carries an ``AliasKind``: what step of the lifecycle moved it.
+Code that reads the history (``Project.rollback``'s walk back, the dashboard) reads
+the kind, never the free-text reason.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -15,12 +21,67 @@ from setpoint.store.tables import alias_history, aliases, model_versions, utcnow
 
 __all__ = [
     "AliasChange",
+    "AliasKind",
     "alias_history_of",
     "get_alias",
     "get_alias_in",
+    "kind_by_hand",
     "list_aliases",
     "set_alias",
 ]
+
+
+class AliasKind(StrEnum):
+    """What moved an alias. Each change has exactly one kind; ``set_alias`` checks the pair.
+
+    ``PROMOTE``
+        ``champion`` given to a version by promotion: the gate passed, or it was forced
+        past a failed gate (the reason and the gate decision record which).
+    ``ROLLBACK``
+        ``champion`` given back to a version that held it before (``Project.rollback``,
+        the autopilot's watch). The walk back of a later rollback skips what this undid.
+    ``CHALLENGER``
+        ``challenger`` pointed at a version that the gate judged and did not pass.
+    ``SHADOW``
+        ``shadow`` pointed at a version: it scores every request beside the champion and
+        answers none.
+    ``CANARY``
+        ``canary`` pointed at a version: it answers a share of the traffic, under the
+        server's canary guard.
+    ``CANARY_PULLED``
+        ``canary`` removed by the server's guard, because the version broke the canary
+        policy (errors or latency).
+    ``CLEAR``
+        Any alias removed by a person or by the autopilot (the guard's removal is
+        ``CANARY_PULLED``).
+    ``SET``
+        An alias with no kind of its own (not ``champion``, ``shadow`` or ``canary``)
+        pointed at a version by hand, e.g. ``setpoint model alias set baseline 3``.
+    """
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    CHALLENGER = "challenger"
+    SHADOW = "shadow"
+    CANARY = "canary"
+    CANARY_PULLED = "canary_pulled"
+    CLEAR = "clear"
+    SET = "set"
+
+
+# The alias each kind moves (None: any alias), and whether it removes the alias.
+_MOVES: dict[AliasKind, tuple[str | None, bool]] = {
+    AliasKind.PROMOTE: ("champion", False),
+    AliasKind.ROLLBACK: ("champion", False),
+    AliasKind.CHALLENGER: ("challenger", False),
+    AliasKind.SHADOW: ("shadow", False),
+    AliasKind.CANARY: ("canary", False),
+    AliasKind.CANARY_PULLED: ("canary", True),
+    AliasKind.CLEAR: (None, True),
+    AliasKind.SET: (None, False),
+}
+# Aliases whose every pointing at a version has a kind of its own, never ``SET``.
+_OWN_KIND = frozenset({"champion", "shadow", "canary"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,9 +89,52 @@ class AliasChange:
     alias: str
     version: int | None
     previous_version: int | None
+    kind: AliasKind
     reason: str
     actor: str
     at: datetime
+
+
+def kind_by_hand(alias: str, version: int | None) -> AliasKind:
+    """The kind of a change a person makes with ``setpoint model alias set/unset``."""
+    if version is None:
+        return AliasKind.CLEAR
+    if alias == "shadow":
+        return AliasKind.SHADOW
+    if alias == "canary":
+        return AliasKind.CANARY
+    return AliasKind.SET
+
+
+def _check_kind(alias: str, version: int | None, kind: object) -> AliasKind:
+    if not isinstance(kind, AliasKind):
+        raise InvalidParameterError(
+            owner="set_alias", parameter="kind", expected="an AliasKind", got=kind
+        )
+    moves, removes = _MOVES[kind]
+    if moves is not None and alias != moves:
+        raise InvalidParameterError(
+            owner="set_alias",
+            parameter="alias",
+            expected=f"{moves!r} for a {kind.value} change",
+            got=alias,
+        )
+    if removes != (version is None):
+        expected = "None (a removal)" if removes else "a version number"
+        raise InvalidParameterError(
+            owner="set_alias",
+            parameter="version",
+            expected=f"{expected} for a {kind.value} change",
+            got=version,
+        )
+    if kind is AliasKind.SET and alias in _OWN_KIND:
+        raise InvalidParameterError(
+            owner="set_alias",
+            parameter="kind",
+            expected=f"the kind of {alias!r} changes, not {kind.value}",
+            got=kind.value,
+        )
+    return kind
 
 
 def set_alias(
@@ -39,14 +143,20 @@ def set_alias(
     project: str,
     alias: str,
     version: int | None,
+    kind: AliasKind,
     reason: str,
     actor: str,
 ) -> AliasChange:
-    """Point ``alias`` at ``version`` (None removes it), inside the caller's transaction."""
+    """Point ``alias`` at ``version`` (None removes it), inside the caller's transaction.
+
+    ``kind`` says which step moved it and must fit the alias and the version (see
+    ``AliasKind``); ``reason`` is free text for people, stored as given.
+    """
     if not alias.isidentifier():
         raise InvalidParameterError(
             owner="set_alias", parameter="alias", expected="an identifier", got=alias
         )
+    kind = _check_kind(alias, version, kind)
     if version is not None:
         exists = conn.execute(
             sa.select(model_versions.c.version).where(
@@ -63,13 +173,14 @@ def set_alias(
         conn.execute(
             aliases.insert().values(project=project, alias=alias, version=version, updated_at=now)
         )
-    change = AliasChange(alias, version, previous, reason, actor, now)
+    change = AliasChange(alias, version, previous, kind, reason, actor, now)
     conn.execute(
         alias_history.insert().values(
             project=project,
             alias=alias,
             version=version,
             previous_version=previous,
+            kind=kind.value,
             reason=reason,
             actor=actor,
             at=now,
@@ -79,7 +190,13 @@ def set_alias(
         conn,
         project=project,
         kind="alias_set",
-        payload={"alias": alias, "version": version, "previous": previous, "reason": reason},
+        payload={
+            "alias": alias,
+            "version": version,
+            "previous": previous,
+            "kind": kind.value,
+            "reason": reason,
+        },
     )
     return change
 
@@ -113,5 +230,8 @@ def alias_history_of(db: Database, *, project: str, alias: str | None = None) ->
     with db.read() as conn:
         rows = conn.execute(query.order_by(alias_history.c.id)).all()
     return [
-        AliasChange(r.alias, r.version, r.previous_version, r.reason, r.actor, r.at) for r in rows
+        AliasChange(
+            r.alias, r.version, r.previous_version, AliasKind(r.kind), r.reason, r.actor, r.at
+        )
+        for r in rows
     ]

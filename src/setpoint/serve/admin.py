@@ -84,15 +84,23 @@ async def promote(server: Server, request: Request) -> Response:
     body = _options(await _body(server, request), {"version": int, "reason": str, "force": bool})
     if body.get("version") is None:
         raise ApiError(400, "invalid_request", "'version' is required: the version to promote.")
+    force = bool(body.get("force"))
     decision = await asyncio.to_thread(
         server.project.promote,
         body["version"],
         reason=body.get("reason") or "promoted over HTTP",
-        force=bool(body.get("force")),
+        force=force,
     )
     serving = await server.router.refresh()
+    # A forced promote moves the champion past a failed gate (Project._record): it promoted.
+    forced = force and not decision.passed
     return JSONResponse(
-        {"promoted": decision.passed, "decision": decision.to_dict(), "serving": serving}
+        {
+            "promoted": decision.passed or forced,
+            "forced": forced,
+            "decision": decision.to_dict(),
+            "serving": serving,
+        }
     )
 
 

@@ -199,7 +199,8 @@ class ModelRouter:
                 project=name,
                 alias="canary",
                 version=None,
-                reason=f"canary rollback: {reason}",
+                kind=alias_ops.AliasKind.CANARY_PULLED,
+                reason=reason,
                 actor="server",
             )
             record_event(

@@ -147,6 +147,8 @@ alias_history = sa.Table(
     sa.Column("alias", sa.String(64), nullable=False),
     sa.Column("version", sa.Integer, nullable=True),
     sa.Column("previous_version", sa.Integer, nullable=True),
+    # What moved it: a value of registry.aliases.AliasKind (promote, rollback, ...).
+    sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),

@@ -98,7 +98,7 @@ def perform(project: Project, action: str, form: dict[str, str]) -> str:
             version = _version(project, form.get("version"))
             decision = project.promote(version, reason=reason, force=form.get("force") == "yes")
             now = alias_ops.get_alias(project.store.db, project=project.name, alias="champion")
-            verdict = "the gate passed" if decision.passed else "the gate did not pass"
+            verdict = "the gate passed" if decision.passed else "forced past a failed gate"
             reasons = "; ".join(decision.reasons)
             if now == version:
                 return f"{project.name}@{version} is now the champion ({verdict}: {reasons})."
