@@ -30,7 +30,7 @@ from setpoint import __version__
 from setpoint.config.spec import SplitSpec, Task
 from setpoint.errors import ConfigError, InvalidParameterError, NotFoundError, SetpointError
 from setpoint.monitor.model_reference import ModelReference, load_reference
-from setpoint.monitor.results import SEGMENT_ABSENT, MonitorResult, WindowResult
+from setpoint.monitor.results import SEGMENT_ABSENT, MonitorResult, WindowResult, read_window
 from setpoint.monitor.windows import Window, cut_windows, parse_window
 from setpoint.project import LABEL_COLUMN, PREDICTION_COLUMN
 from setpoint.registry import aliases as alias_ops
@@ -501,10 +501,7 @@ def _fingerprint(context: str, rows: Window, meta: pd.DataFrame) -> str:
 def _read_back(found: StoredWindow | None, fingerprint: str) -> WindowResult | None:
     if found is None or found.fingerprint != fingerprint:
         return None
-    try:
-        return WindowResult.from_dict(found.result)
-    except (TypeError, ValueError, KeyError):  # another shape: compute it again
-        return None
+    return read_window(found.result)  # None for another shape: computed again
 
 
 def _to_store(

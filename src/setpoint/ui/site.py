@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +75,8 @@ def _when(value: datetime | None) -> str:
 
 
 def _number(value: Any, digits: int = 4) -> str:
-    if value is None:
+    # NaN is how a stored null reads back into a float field: unknown, like None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
