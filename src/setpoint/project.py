@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy.engine import Connection
 
 from setpoint.config.loader import SPEC_FILE, load_spec
 from setpoint.config.spec import ProjectSpec, SourceSpec
@@ -334,6 +335,21 @@ class Project:
 
         Repeated rollbacks walk further back (3 -> 2 -> 1), never flip-flop.
         """
+        with self.store.db.write() as conn:
+            previous = self.roll_back(conn, reason=reason, actor="user")
+        if previous is None:
+            raise SetpointError("Nothing to roll back to: no earlier champion.", project=self.name)
+        return previous
+
+    def roll_back(
+        self, conn: Connection, *, reason: str, actor: str, only_from: int | None = None
+    ) -> int | None:
+        """``rollback`` inside the caller's transaction ``conn``; the version it gave
+        ``champion`` to, or None when there is none (or, with ``only_from``, when the
+        champion is no longer that version: someone moved it since)."""
+        current = alias_ops.get_alias_in(conn, project=self.name, alias="champion")
+        if only_from is not None and current != only_from:
+            return None
         history = alias_ops.alias_history_of(self.store.db, project=self.name, alias="champion")
         held: list[int] = []
         for change in history:
@@ -343,18 +359,17 @@ class Project:
                 # Promoting the champion again is no change of hands to undo.
                 held.append(change.version)
         if len(held) < 2:
-            raise SetpointError("Nothing to roll back to: no earlier champion.", project=self.name)
+            return None
         previous = held[-2]
-        with self.store.db.write() as conn:
-            alias_ops.set_alias(
-                conn,
-                project=self.name,
-                alias="champion",
-                version=previous,
-                kind=alias_ops.AliasKind.ROLLBACK,
-                reason=reason,
-                actor="user",
-            )
+        alias_ops.set_alias(
+            conn,
+            project=self.name,
+            alias="champion",
+            version=previous,
+            kind=alias_ops.AliasKind.ROLLBACK,
+            reason=reason,
+            actor=actor,
+        )
         return previous
 
     # Reading ----------------------------------------------------------------------

@@ -220,7 +220,8 @@ def test_trip_retrain_shadow_promote_then_roll_back(
     moves = [e.payload for e in project.events(kind="alias_set", limit=10)]
     back = next(m for m in moves if m.get("alias") == "champion")
     assert back["version"] == 1
-    assert str(back["reason"]).startswith("rollback: autopilot watch")
+    assert back["kind"] == "rollback"
+    assert str(back["reason"]).startswith("autopilot watch")
 
 
 def test_gate_rejection_keeps_the_champion(base: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:

@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from _support.serving import serving
+from _support.windows import END, START, real_window
 from setpoint.config.loader import SPEC_FILE, dump_spec
-from setpoint.monitor.results import WindowResult
 from setpoint.quickstart.build import quickstart_spec
 from setpoint.registry.stored_windows import StoredWindow, save_windows
 from setpoint.serve.gauges import MONITOR_FAMILIES, MonitorGauges, render_window
-from setpoint.stats.cbpe import estimate_performance, estimation_error
-from setpoint.stats.drift import detect_drift
-from setpoint.stats.performance import realized_performance
-from setpoint.stats.reference import Reference
 from setpoint.store.db import Database
 from setpoint.store.workspace import Store
 
 Series = tuple[tuple[str, str], ...]
-START = datetime(2013, 8, 7, tzinfo=UTC)
-END = START + timedelta(days=1)
 BASE = (("clock", "event"), ("version", "3"), ("window", "1d"))
 ALWAYS = {"setpoint_monitor_window_end_timestamp_seconds", "setpoint_monitor_labels"}
 
@@ -91,51 +84,6 @@ def stored(result: dict[str, Any], **changes: Any) -> StoredWindow:
     return StoredWindow(**{**fields, **changes})
 
 
-def real_window() -> WindowResult:
-    """A window the monitoring code computes: drifted distance, labels for most rows."""
-    rng = np.random.default_rng(7)
-    n = 1500
-
-    def frame(shift: float) -> pd.DataFrame:
-        out = pd.DataFrame(
-            {
-                "distance": rng.normal(1000 + shift, 200, n),
-                "carrier": rng.choice(["AA", "UA", "DL"], n),
-                "score": rng.uniform(0, 1, n),
-            }
-        )
-        out["predicted"] = (out["score"] >= 0.5).astype(int)
-        return out
-
-    reference = Reference.build(
-        frame(0),
-        numeric=["distance"],
-        categorical=["carrier"],
-        prediction="score",
-        label="predicted",
-    )
-    current = frame(400)
-    drift = detect_drift(reference, current, importances={"distance": 0.7, "carrier": 0.3})
-    scores = current["score"].to_numpy()
-    labels = (rng.uniform(size=n) < scores).astype(float)
-    labels[:300] = np.nan
-    realized = realized_performance(
-        labels, scores, task="binary", metrics=["pr_auc", "f1"], threshold=0.5, n_boot=50
-    )
-    estimate = estimate_performance(scores, threshold=0.5, metrics=["pr_auc", "f1"], n_draws=50)
-    return WindowResult(
-        start=START,
-        end=END,
-        n=n,
-        versions=("3",),
-        n_labelled=n - 300,
-        drift=drift,
-        realized=realized,
-        estimate=estimate,
-        error=estimation_error(estimate, realized),
-    )
-
-
 def save(db: Database, window: StoredWindow) -> None:
     save_windows(
         db,
@@ -178,23 +126,33 @@ def test_a_real_window_result_becomes_its_gauges(store: Store) -> None:
     assert got["setpoint_monitor_metric_estimated"] == per("metric", estimated)
 
 
-def feature(name: Any, score: float, drifted: Any = False) -> dict[str, Any]:
-    return {"name": name, "psi": score, "drifted": drifted}
+@functools.cache
+def _real_json() -> str:
+    return json.dumps(real_window().to_dict())
+
+
+def real_result() -> dict[str, Any]:
+    """A fresh copy of the stored JSON of ``real_window()``, to alter."""
+    result: dict[str, Any] = json.loads(_real_json())
+    return result
+
+
+def feature(name: Any, score: float | None, drifted: Any = False) -> dict[str, Any]:
+    """A stored feature of the real window under another name, PSI and verdict."""
+    found: dict[str, Any] = {**real_result()["drift"]["features"][0]}
+    return {**found, "name": name, "psi": score, "drifted": drifted}
 
 
 def test_odd_feature_names_are_escaped_and_a_repeated_one_shown_once() -> None:
     names = ['quote"d', "back\\slash", "new\nline", "délai ✈", "\\n literally", "{a=b},c"]
-    result = {
-        "drift": {
-            "features": [
-                *(feature(name, i / 10) for i, name in enumerate(names)),
-                feature('quote"d', 0.99),  # a repeat: the first one stays
-                feature("\ud800lone", 0.5, drifted=True),  # a lone surrogate JSON can carry
-                feature(5, 0.5),  # not a name: left out
-            ]
-        },
-        "realized": {"metrics": {'m"1': {"value": 0.25}}},
-    }
+    result = real_result()
+    result["drift"]["features"] = [
+        *(feature(name, i / 10) for i, name in enumerate(names)),
+        feature('quote"d', 0.99),  # a repeat: the first one stays
+        feature("\ud800lone", 0.5, drifted=True),  # a lone surrogate JSON can carry
+        feature(5, 0.5),  # not a name: left out
+    ]
+    result["realized"]["metrics"] = {'m"1': {"value": 0.25, "low": None, "high": None}}
     text = render_window(stored(result))
     text.encode("utf-8")  # the body of the response must be encodable
     got = parse(text)
@@ -210,29 +168,110 @@ def test_odd_feature_names_are_escaped_and_a_repeated_one_shown_once() -> None:
     assert 'feature="back\\\\slash"' in text
 
 
+def _changed(path: str, value: Any) -> dict[str, Any]:
+    """The real result with the value at ``path`` (keys and list indexes, by dots) replaced."""
+    result = real_result()
+    *parents, last = path.split(".")
+    node: Any = result
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[int(last) if isinstance(node, list) else last] = value
+    return result
+
+
 @pytest.mark.parametrize(
-    ("result", "present"),
+    ("path", "value"),
     [
-        ({}, set()),
-        ({"drift": None, "realized": None, "estimate": None}, set()),
-        ({"drift": {"features": "x", "drift_share": "0.3", "drifted": 1}}, set()),
-        ({"drift": {"drift_share": float("inf"), "drifted": None}}, set()),
-        ({"drift": {"drift_share": 10**400}}, set()),
-        ({"realized": {"metrics": [1]}, "estimate": {"metrics": {"f1": None}}}, set()),
-        ({"estimate": {"metrics": {"f1": {"value": None, "reason": "no positives"}}}}, set()),
+        ("", {}),
+        ("", {"drift": None, "realized": None, "estimate": None}),
+        ("", {"drift": {"drift_share": 0.3, "drifted": True}}),  # a part of a window is not one
+        ("", [1, 2]),
+        ("drift.features", "x"),
+        ("drift.drift_share", 10**400),  # no float holds it
+        ("drift.drift_share", "a lot"),
+        ("drift.features.0.statistic", "big"),
+        ("realized.metrics", [1]),
+        ("estimate.metrics.f1", None),
+        ("start", "yesterday"),
+    ],
+)
+def test_a_row_of_another_shape_keeps_only_the_gauges_of_its_columns(path: str, value: Any) -> None:
+    result = _changed(path, value) if path else value
+    got = parse(render_window(stored(result)))
+    assert set(got) == ALWAYS
+    assert got["setpoint_monitor_labels"] == {BASE: 1500}
+
+
+def _series(family: str, label: tuple[str, str] | None = None) -> tuple[str, Series]:
+    return family, tuple(sorted((*BASE, *((label,) if label else ()))))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "absent"),
+    [
+        # a null float reads back as NaN, which no gauge shows
+        ("drift.drift_share", None, [_series("setpoint_monitor_drift_share")]),
+        ("drift.drifted", 1, [_series("setpoint_monitor_dataset_drift")]),
         (
-            {"drift": {"features": [None, {"name": "x"}, feature("y", 0.2, drifted="yes")]}},
-            {"setpoint_feature_psi"},
+            "drift.features.0.psi",
+            None,
+            [_series("setpoint_feature_psi", ("feature", "distance"))],
         ),
         (
-            {"drift": {"drift_share": 0, "drifted": False}},
-            {"setpoint_monitor_drift_share", "setpoint_monitor_dataset_drift"},
+            "drift.features.0.drifted",
+            "yes",
+            [_series("setpoint_feature_drifted", ("feature", "distance"))],
+        ),
+        (
+            "drift.features.0.name",
+            5,
+            [
+                _series("setpoint_feature_psi", ("feature", "distance")),
+                _series("setpoint_feature_drifted", ("feature", "distance")),
+            ],
+        ),
+        (
+            "estimate.metrics.f1.value",
+            None,
+            [_series("setpoint_monitor_metric_estimated", ("metric", "f1"))],
+        ),
+        (
+            "realized",
+            None,
+            [_series("setpoint_monitor_metric_realized", ("metric", m)) for m in ("f1", "pr_auc")],
         ),
     ],
 )
-def test_a_missing_or_odd_key_leaves_its_gauge_out(result: Any, present: set[str]) -> None:
-    got = parse(render_window(stored(result)))
-    assert set(got) == ALWAYS | present
+def test_an_odd_value_in_a_readable_row_leaves_out_only_its_gauge(
+    path: str, value: Any, absent: list[tuple[str, Series]]
+) -> None:
+    full = parse(render_window(stored(real_result())))
+    psi, distance = _series("setpoint_feature_psi", ("feature", "distance"))
+    assert full[psi][distance] > 0  # the feature the paths above change is there to lose
+    got = parse(render_window(stored(_changed(path, value))))
+    expected = {
+        family: {k: v for k, v in series.items() if (family, k) not in absent}
+        for family, series in full.items()
+    }
+    assert got == {family: series for family, series in expected.items() if series}
+
+
+def test_a_row_of_another_shape_is_logged_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    save(store.db, stored({"drift": {"drift_share": 0.25}}))
+    caplog.set_level(logging.WARNING, logger="setpoint.serve")
+    gauges = MonitorGauges(store.db, project="flights", max_age_s=0)
+
+    async def scrapes() -> list[str]:
+        return [await gauges.render() for _ in range(3)]
+
+    texts = asyncio.run(scrapes())
+    assert set(parse(texts[0])) == ALWAYS
+    assert texts == [texts[0]] * 3
+    warned = [r for r in caplog.records if "of another shape" in r.getMessage()]
+    assert len(warned) == 1
+    assert "'flights'@3's 1d window from 2013-08-07" in warned[0].getMessage()
 
 
 def test_nothing_stored_means_no_gauge_at_all(store: Store) -> None:
@@ -243,7 +282,7 @@ def test_nothing_stored_means_no_gauge_at_all(store: Store) -> None:
 def test_a_store_that_fails_keeps_the_last_gauges_and_logs(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = stored({"drift": {"drift_share": 0.25}})
+    first = stored(_changed("drift.drift_share", 0.25))
 
     async def scrapes() -> list[str]:
         cached = MonitorGauges(store.db, project="flights", max_age_s=3600)
@@ -260,6 +299,7 @@ def test_a_store_that_fails_keeps_the_last_gauges_and_logs(
     texts = asyncio.run(scrapes())
     assert texts[:3] == ["", "", ""]
     assert texts[3] == texts[4] == render_window(first)
+    assert "setpoint_monitor_drift_share" in texts[3]
     assert "cannot read the latest monitored window of 'flights'" in caplog.text
 
 
@@ -283,7 +323,9 @@ def test_two_workers_each_show_the_stored_window_once(
     (root / SPEC_FILE).write_text(dump_spec(spec), encoding="utf-8")
     db = Database(db_url)
     try:
-        save(db, stored({"drift": {"drift_share": 0.4, "drifted": True}}, project=spec.project))
+        result = _changed("drift.drift_share", 0.4)
+        result["drift"]["drifted"] = True
+        save(db, stored(result, project=spec.project))
     finally:
         db.dispose()
 

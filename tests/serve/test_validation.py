@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from setpoint.config.spec import ProjectSpec, Task
 from setpoint.data.schema import ColumnSchema, Schema, infer_schema
-from setpoint.errors import DataError, InvalidParameterError, InvalidRequestError, SchemaError
+from setpoint.errors import (
+    BatchTooLargeError,
+    DataError,
+    InvalidParameterError,
+    InvalidRequestError,
+    SchemaError,
+    http_status,
+)
 from setpoint.serve.validation import (
     FieldIssue,
     RequestValidator,
@@ -301,8 +308,10 @@ def test_a_bad_batch(schema: Schema, records: Any, kind: str, mode: Mode) -> Non
 def test_a_batch_too_large_for_the_server_to_answer_413(schema: Schema, mode: Mode) -> None:
     small = validator(schema, mode, max_batch=3)
     assert len(small.validate([good(schema)] * 3).flags) == 3
-    with pytest.raises(InvalidRequestError) as caught:
+    with pytest.raises(BatchTooLargeError) as caught:
         small.validate([good(schema)] * 4)
+    assert isinstance(caught.value, InvalidRequestError)  # caught as any bad request too
+    assert http_status(caught.value) == 413
     assert caught.value.kinds == {"batch_too_large"}
     assert caught.value.errors[0]["record"] is None
     assert "at most 3" in caught.value.errors[0]["detail"]

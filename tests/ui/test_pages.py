@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import sys
+from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from _support.windows import END, START, real_window
 from setpoint.errors import MissingExtraError, NotFoundError
 from setpoint.project import Project
 from setpoint.quickstart.build import quickstart_spec
 from setpoint.registry.events import ALERT_EVENT, record_event
 from setpoint.registry.projects import upsert_project
+from setpoint.registry.stored_windows import StoredWindow, save_windows
 from setpoint.store.workspace import Store
-from setpoint.ui.pages import events_page, monitoring_page, overview_page, quality_page
+from setpoint.ui.pages import (
+    events_page,
+    monitoring_page,
+    overview_page,
+    quality_page,
+    store_projects,
+)
 
 
 @pytest.fixture
@@ -101,7 +112,6 @@ class _Tables(HTMLParser):
 def test_the_model_page_shows_the_kind_of_each_alias_move(project: Project) -> None:
     from setpoint.registry.aliases import AliasKind, set_alias
     from setpoint.registry.models import register_model
-    from setpoint.ui.site import create_ui
 
     register_model(
         project.store,
@@ -129,6 +139,79 @@ def test_the_model_page_shows_the_kind_of_each_alias_move(project: Project) -> N
                 actor="test",
             )
 
+
+def _store_windows(project: Project, results: list[dict[str, Any]]) -> None:
+    save_windows(
+        project.store.db,
+        project=project.name,
+        version=1,
+        window="1d",
+        clock="event",
+        windows=[
+            StoredWindow(
+                project=project.name,
+                version=1,
+                window="1d",
+                clock="event",
+                start=START + timedelta(days=i),
+                end=END + timedelta(days=i),
+                n=1500,
+                n_labelled=1200,
+                fingerprint=f"fp{i}",
+                result=result,
+                computed_at=END + timedelta(days=i),
+            )
+            for i, result in enumerate(results)
+        ],
+    )
+
+
+def test_stored_windows_read_back_as_what_monitoring_computed(project: Project) -> None:
+    window = real_window()
+    assert window.realized is not None
+    _store_windows(project, [json.loads(json.dumps(window.to_dict()))])
+    page = monitoring_page(project)
+    assert page["features"] == [f.name for f in window.drift.features]
+    assert page["cells"]["distance"] == [window.drift.feature("distance").to_dict()]
+    metric = project.spec.metric  # pr_auc, which the window measured and estimated
+    assert window.estimate is not None
+    assert page["realized"] == [window.realized.metrics[metric]]
+    assert page["estimated"] == [window.estimate.metrics[metric]]
+    overview = overview_page(project)["window"]
+    assert overview["realized"] == window.realized.metrics[metric]
+    assert overview["drifted"] is True
+    assert overview["drift_share"] == window.drift.drift_share
+    assert overview["drifted_features"] == ["distance"]
+    rows = {row["name"]: row for row in store_projects(project)}
+    assert rows["flights"]["realized"] == {k: m.value for k, m in window.realized.metrics.items()}
+
+
+def test_a_window_of_another_shape_shows_its_counts_and_no_numbers(project: Project) -> None:
+    real = json.loads(json.dumps(real_window().to_dict()))
+    _store_windows(project, [real, {"drift": {"drift_share": 0.3, "drifted": True}}])
+    page = monitoring_page(project)
+    assert len(page["windows"]) == 2
+    assert page["cells"]["distance"][1] is None  # the odd one has no drift to show
+    assert page["cells"]["distance"][0] is not None
+    overview = overview_page(project)["window"]
+    assert (overview["n"], overview["labelled"]) == (1500, 1200)
+    assert overview["drifted"] is None
+    assert overview["drift_share"] is None
+    assert overview["realized"] is None
+    assert overview["drifted_features"] == []
+    rows = {row["name"]: row for row in store_projects(project)}
+    assert rows["flights"]["realized"] == {}
+    assert rows["flights"]["drifted"] is None
+
+
+def test_the_pages_render_a_real_and_an_odd_window(project: Project) -> None:
+    from setpoint.ui.site import create_ui
+
+    window = real_window()
+    assert window.realized is not None
+    real = json.loads(json.dumps(window.to_dict()))
+    _store_windows(project, [real, {"drift": None}])
+
     async def get(path: str) -> httpx.Response:
         transport = httpx.ASGITransport(app=create_ui(project))
         async with httpx.AsyncClient(transport=transport, base_url="http://ui") as client:
@@ -146,3 +229,14 @@ def test_the_model_page_shows_the_kind_of_each_alias_move(project: Project) -> N
         ["shadow", "-", "1", "shadow", "test", "rollback: reads like one, is not"],
         ["shadow", "1", "-", "clear", "test", "done"],
     ]
+
+    monitoring = asyncio.run(get("/monitoring"))
+    assert monitoring.status_code == 200, monitoring.text
+    value = window.realized.metrics[project.spec.metric].value
+    assert value is not None
+    assert f"{value:.4f}" in monitoring.text  # the real window's row of the table
+    overview = asyncio.run(get("/"))
+    assert overview.status_code == 200, overview.text
+    live = overview.text.split('id="live-h"')[1].split("</section>")[0]
+    assert "1,500 predictions, 1,200 labelled" in live  # the odd window is the latest
+    assert "stable" not in live  # its drift is unknown, not "stable"

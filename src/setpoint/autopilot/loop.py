@@ -56,6 +56,7 @@ from setpoint.monitor.windows import Window
 from setpoint.project import Project
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry import jobs
+from setpoint.registry.aliases import AliasKind
 from setpoint.registry.events import record_event
 from setpoint.registry.gate import record_gate_decision
 from setpoint.registry.models import get_version
@@ -255,12 +256,15 @@ class Autopilot:
         ).created_at
 
     # The job's steps ----------------------------------------------------------------
-    def _move(self, conn: Connection, alias: str, version: int | None, reason: str) -> None:
+    def _move(
+        self, conn: Connection, alias: str, version: int | None, kind: AliasKind, reason: str
+    ) -> None:
         alias_ops.set_alias(
             conn,
             project=self.project.name,
             alias=alias,
             version=version,
+            kind=kind,
             reason=reason,
             actor=_ACTOR,
         )
@@ -343,7 +347,7 @@ class Autopilot:
         db, name = self.project.store.db, self.project.name
         version = int(job.state["version"])
         with db.write() as conn:
-            self._move(conn, "shadow", version, "autopilot: gate passed")
+            self._move(conn, "shadow", version, AliasKind.SHADOW, "autopilot: gate passed")
             job = jobs.postpone(
                 db,
                 job,
@@ -406,7 +410,7 @@ class Autopilot:
             )
         with db.write() as conn:
             if action == "reject":
-                self._move(conn, "shadow", None, "autopilot: shadow regressed")
+                self._move(conn, "shadow", None, AliasKind.CLEAR, "autopilot: shadow regressed")
                 self._note(conn, "autopilot_shadow_rejected", {"version": version, **numbers})
                 lead = "" if compared is None else f": lead {compared.delta:+.4f}"
                 said.append(f"{name}@{version} rejected after shadow{lead}")
@@ -416,9 +420,9 @@ class Autopilot:
                 reason = f"autopilot: gate passed, {evidence.requests} requests in shadow"
                 if compared is not None:
                     reason += f", lead {compared.delta:+.4f} on {compared.n} labels"
-                self._move(conn, "champion", version, reason)
+                self._move(conn, "champion", version, AliasKind.PROMOTE, reason)
                 # The old champion keeps scoring in shadow, so the watch compares like with like.
-                self._move(conn, "shadow", previous, "autopilot: watch")
+                self._move(conn, "shadow", previous, AliasKind.SHADOW, "autopilot: watch")
                 self._note(
                     conn,
                     "autopilot_promoted",
@@ -435,16 +439,15 @@ class Autopilot:
                     now=now,
                     conn=conn,
                 )
-            self._move(conn, "shadow", None, "autopilot: watch over")
+            self._move(conn, "shadow", None, AliasKind.CLEAR, "autopilot: watch over")
             if action == "rollback" and compared is not None:
-                current = alias_ops.get_alias_in(conn, project=name, alias="champion")
-                if current == version:
-                    why = (
-                        f"rollback: autopilot watch: {name}@{version} trails @{previous} by "
-                        f"{compared.delta:+.4f} (CI [{compared.low:+.4f}, {compared.high:+.4f}]) "
-                        f"on {compared.n} labels"
-                    )
-                    self._move(conn, "champion", previous, why)
+                why = (
+                    f"autopilot watch: {name}@{version} trails @{previous} by "
+                    f"{compared.delta:+.4f} (CI [{compared.low:+.4f}, {compared.high:+.4f}]) "
+                    f"on {compared.n} labels"
+                )
+                # The one rollback path; a champion someone moved since is left alone.
+                self.project.roll_back(conn, reason=why, actor=_ACTOR, only_from=version)
                 self._note(
                     conn, "autopilot_rolled_back", {"version": version, "to": previous, **numbers}
                 )

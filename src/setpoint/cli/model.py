@@ -47,7 +47,7 @@ def _list(directory: ProjectDir = Path()) -> None:
             v.version,
             v.created_at.strftime("%Y-%m-%d %H:%M"),
             v.lineage.get("dataset", {}).get("version"),
-            v.metrics.get("slices", {}).get("test", {}).get(metric),
+            v.test_metric(metric),
             ", ".join(held.get(v.version, [])),
         )
         for v in project.versions()
@@ -215,7 +215,7 @@ def _check_alias(name: str) -> None:
 
 
 def print_metrics(version: ModelVersion) -> None:
-    slices = version.metrics.get("slices", {})
+    slices = version.slices
     names = sorted({k for m in slices.values() for k in m})
     rows = [(name, *(slices[s].get(name) for s in slices)) for name in names]
     console.print(table("Metrics", ["metric", *slices], rows))

@@ -3,7 +3,9 @@
 Both render to JSON (``to_dict``), which is also how a window is stored in the
 metadata store; ``WindowResult.from_dict`` reads a stored window back, so a
 window whose traffic and labels have not changed since it was computed is
-shown without computing it again.
+shown without computing it again. ``read_window`` is the same for a reader that
+must go on without a row of another shape (written by another version, or by
+hand): the dashboard and the ``/metrics`` gauges.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from setpoint.stats.drift import DriftReport
 from setpoint.stats.multivariate import MultivariateDriftResult
 from setpoint.stats.performance import PerformanceResult, SegmentPerformance
 
-__all__ = ["SEGMENT_ABSENT", "MonitorResult", "WindowResult"]
+__all__ = ["SEGMENT_ABSENT", "MonitorResult", "WindowResult", "read_window"]
 
 SEGMENT_ABSENT = "not in the logged inputs of this window"
 
@@ -125,6 +127,8 @@ class WindowResult:
     def from_dict(cls, data: dict[str, Any]) -> WindowResult:
         """The window ``to_dict`` wrote. Raises ``TypeError`` or ``ValueError`` for
         JSON of another shape."""
+        if not isinstance(data, dict):
+            raise TypeError(f"A window is read from an object, not {data!r:.80}")
         realized = data.get("realized")
         segments = data.get("segments") or []
         multivariate = data.get("multivariate") or {}
@@ -136,6 +140,16 @@ class WindowResult:
         }
         window: WindowResult = revive(cls, fields)
         return window
+
+
+def read_window(data: Any) -> WindowResult | None:
+    """The stored window ``data``, or None when it is of another shape."""
+    try:
+        return WindowResult.from_dict(data)
+    # What reading JSON of another shape can raise: a missing or extra field, a wrong
+    # type (a list where an object is read has no .get), a number beyond any float.
+    except (AttributeError, KeyError, OverflowError, TypeError, ValueError):
+        return None
 
 
 def _point(segment: SegmentPerformance, metric: str) -> float | None:

@@ -30,7 +30,7 @@ from setpoint.config.spec import SplitSpec
 from setpoint.errors import ConfigError, InvalidParameterError, NotFoundError, SetpointError
 from setpoint.kinds.protocol import MonitoringReference
 from setpoint.monitor.assess import WindowOptions, assess_window, domain_frame
-from setpoint.monitor.results import MonitorResult, WindowResult
+from setpoint.monitor.results import MonitorResult, WindowResult, read_window
 from setpoint.monitor.windows import Window, cut_windows, parse_window
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry.datasets import load_dataset
@@ -321,10 +321,7 @@ def _fingerprint(context: str, rows: Window, meta: pd.DataFrame) -> str:
 def _read_back(found: StoredWindow | None, fingerprint: str) -> WindowResult | None:
     if found is None or found.fingerprint != fingerprint:
         return None
-    try:
-        return WindowResult.from_dict(found.result)
-    except (TypeError, ValueError, KeyError):  # another shape: compute it again
-        return None
+    return read_window(found.result)  # None for another shape: computed again
 
 
 def _to_store(

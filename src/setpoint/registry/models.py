@@ -26,6 +26,10 @@ __all__ = ["ModelVersion", "get_version", "list_versions", "load_artifacts", "re
 
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
+    """One registered version. ``metrics`` is the JSON training stored:
+    ``{"slices": {"train": {name: value}, "valid": ..., "test": ...}, "segments": ...}``;
+    read it through ``slices`` and ``test_metric``."""
+
     project: str
     version: int
     kind: str
@@ -36,12 +40,32 @@ class ModelVersion:
     description: str
     created_at: datetime
 
+    @property
+    def slices(self) -> dict[str, dict[str, float | None]]:
+        """The metrics of each slice (``train``, ``valid``, ``test``) by name.
+
+        A value that is not a number (a metric undefined on the slice, stored as
+        null) is None; a slice that is not an object is left out, so that a version
+        stored in another shape still reads.
+        """
+        found = self.metrics.get("slices")
+        if not isinstance(found, dict):
+            return {}
+        return {
+            str(name): {str(metric): _number(value) for metric, value in values.items()}
+            for name, values in found.items()
+            if isinstance(values, dict)
+        }
+
     def test_metric(self, name: str) -> float | None:
-        """The version's ``name`` on its test slice at training, or None if not measured."""
-        slices = self.metrics.get("slices")
-        test = slices.get("test") if isinstance(slices, dict) else None
-        value = test.get(name) if isinstance(test, dict) else None
-        return float(value) if isinstance(value, int | float) else None
+        """Metric ``name`` on the held-out test slice, or None when it was not measured."""
+        return self.slices.get("test", {}).get(name)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def register_model(

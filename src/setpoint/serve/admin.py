@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from setpoint.serve.http import ApiError, JSONResponse, read_json
+from setpoint.errors import ApiError
+from setpoint.serve.http import JSONResponse, read_json
 
 if TYPE_CHECKING:
     from setpoint.serve.server import Server

@@ -9,9 +9,13 @@ gets the numbers read before. A store that cannot be read is logged and leaves
 the last numbers in place (their window end says how old they are), so
 ``/metrics`` always answers.
 
-The stored result is read defensively: a key that is missing or of another type
-means that gauge is absent. Every gauge carries the window's ``version``,
-``window`` and ``clock``, so a series never mixes windows of different lengths.
+The stored result is read back as the ``WindowResult`` it was
+(``read_window``). A row of another shape (written by another version, or by
+hand) leaves out every gauge read from it, logged once per window; the window's
+end and labelled count come from the row's own columns and stay. A value that
+is not a finite number, or a flag that is not a bool, leaves its one gauge out.
+Every gauge carries the window's ``version``, ``window`` and ``clock``, so a
+series never mixes windows of different lengths.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import contextlib
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from datetime import datetime
 
+from setpoint.monitor.results import WindowResult, read_window
 from setpoint.registry.stored_windows import StoredWindow, latest_window
 from setpoint.serve.counters import Labels, sample_line
 from setpoint.store.db import Database
@@ -44,15 +50,9 @@ MONITOR_FAMILIES: dict[str, str] = {
 }
 
 
-def _get(doc: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(doc, dict):
-            return None
-        doc = doc.get(key)
-    return doc
-
-
-def _number(value: Any) -> float | None:
+# The fields are typed, but reading JSON back checks only what it converts (floats,
+# datetimes, enums): a text or a flag is kept as stored, so each is checked here.
+def _number(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
@@ -62,14 +62,21 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _flag(value: Any) -> float | None:
+def _flag(value: object) -> float | None:
     return float(value) if isinstance(value, bool) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def render_window(stored: StoredWindow | None) -> str:
     """The gauges of ``stored`` in the Prometheus text format; empty when None."""
-    if stored is None:
-        return ""
+    return "" if stored is None else _render(stored, read_window(stored.result))
+
+
+def _render(stored: StoredWindow, window: WindowResult | None) -> str:
+    """The gauges of ``stored``, whose result reads as ``window`` (None: it does not)."""
     base: Labels = (
         ("version", str(stored.version)),
         ("window", stored.window),
@@ -85,32 +92,35 @@ def render_window(stored: StoredWindow | None) -> str:
 
     put("setpoint_monitor_window_end_timestamp_seconds", stored.end.timestamp())
     put("setpoint_monitor_labels", float(stored.n_labelled))
-    drift = _get(stored.result, "drift")
-    put("setpoint_monitor_drift_share", _number(_get(drift, "drift_share")))
-    put("setpoint_monitor_dataset_drift", _flag(_get(drift, "drifted")))
-    features = _get(drift, "features")
-    for feature in features if isinstance(features, list) else []:
-        name = _get(feature, "name")
-        if not isinstance(name, str):
-            continue
-        labels: Labels = (("feature", name),)
-        # PSI rather than the deciding test's number: one scale, one direction for every
-        # feature, where p-values and distances point opposite ways
-        put("setpoint_feature_psi", _number(_get(feature, "psi")), labels)
-        put("setpoint_feature_drifted", _flag(_get(feature, "drifted")), labels)
-    for family, section in (
-        ("setpoint_monitor_metric_realized", "realized"),
-        ("setpoint_monitor_metric_estimated", "estimate"),
-    ):
-        metrics = _get(stored.result, section, "metrics")
-        for name, metric in metrics.items() if isinstance(metrics, dict) else []:
-            put(family, _number(_get(metric, "value")), (("metric", str(name)),))
+    if window is not None:
+        _put_window(window, put)
     lines: list[str] = []
     for family, help_text in MONITOR_FAMILIES.items():
         if samples[family]:
             lines += [f"# HELP {family} {help_text}", f"# TYPE {family} gauge"]
             lines += [sample_line(family, lb, value) for lb, value in samples[family].items()]
     return "\n".join(lines) + "\n" if lines else ""
+
+
+def _put_window(window: WindowResult, put: Callable[[str, float | None, Labels], None]) -> None:
+    """Put what the window's result says: its drift, each feature's, the metrics."""
+    put("setpoint_monitor_drift_share", _number(window.drift.drift_share), ())
+    put("setpoint_monitor_dataset_drift", _flag(window.drift.drifted), ())
+    for feature in window.drift.features:
+        name = _text(feature.name)
+        if name is None:
+            continue
+        labels: Labels = (("feature", name),)
+        # PSI rather than the deciding test's number: one scale, one direction for every
+        # feature, where p-values and distances point opposite ways
+        put("setpoint_feature_psi", _number(feature.psi), labels)
+        put("setpoint_feature_drifted", _flag(feature.drifted), labels)
+    realized = {} if window.realized is None else window.realized.metrics
+    for name, value in realized.items():
+        put("setpoint_monitor_metric_realized", _number(value.value), (("metric", str(name)),))
+    estimated = {} if window.estimate is None else window.estimate.metrics
+    for name, guess in estimated.items():
+        put("setpoint_monitor_metric_estimated", _number(guess.value), (("metric", str(name)),))
 
 
 class MonitorGauges:
@@ -127,6 +137,7 @@ class MonitorGauges:
         self._read_at = -math.inf
         self._reading: asyncio.Task[None] | None = None
         self._failing = False
+        self._unreadable: tuple[int, str, str, datetime] | None = None  # the window last warned of
 
     async def render(self) -> str:
         """The gauges' text, refreshed first when older than ``max_age_s``."""
@@ -144,7 +155,7 @@ class MonitorGauges:
     async def _refresh(self) -> None:
         try:
             stored = await asyncio.to_thread(latest_window, self.db, project=self.project)
-            self._text = render_window(stored)
+            self._text = "" if stored is None else _render(stored, self._read(stored))
             self._failing = False
         except Exception as exc:  # any failure: /metrics must still answer with the rest
             # the traceback once per run of failures, not every period
@@ -158,3 +169,18 @@ class MonitorGauges:
             self._failing = True
         finally:
             self._reading = None
+
+    def _read(self, stored: StoredWindow) -> WindowResult | None:
+        window = read_window(stored.result)
+        key = (stored.version, stored.window, stored.clock, stored.start)
+        if window is None and key != self._unreadable:  # once per window, not every period
+            log.warning(
+                "the stored result of %r@%d's %s window from %s is of another shape; "
+                "/metrics shows only its end and labels",
+                self.project,
+                stored.version,
+                stored.window,
+                stored.start.isoformat(),
+            )
+            self._unreadable = key
+        return window

@@ -5,8 +5,11 @@ Every error, whatever raised it, leaves the server as::
     {"error": {"status": 422, "kind": "invalid_request", "message": "...",
                "request_id": "...", "errors": [...]}}
 
-``ApiError`` carries that shape through the handlers; ``error_response``
-renders it. A test checks every status the server can send against it.
+Handlers raise ``ApiError`` (``setpoint.errors``) for what they refuse
+themselves, or let any other ``SetpointError`` through; ``error_response``
+renders either, its status and kind from ``http_status`` and ``http_kind``, the
+same mapping the dashboard uses. A test checks every status the server can send
+against the shape.
 """
 
 from __future__ import annotations
@@ -19,29 +22,11 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["ApiError", "JSONResponse", "error_response", "read_json", "request_id"]
+from setpoint.errors import ApiError, InvalidRequestError, SetpointError, http_kind, http_status
+
+__all__ = ["JSONResponse", "error_response", "read_json", "request_id"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
-
-class ApiError(Exception):
-    """An HTTP error with its status, kind and per-field details."""
-
-    def __init__(
-        self,
-        status: int,
-        kind: str,
-        message: str,
-        *,
-        errors: list[dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.message = message
-        self.errors = errors
-        self.headers = headers or {}
 
 
 class JSONResponse(Response):
@@ -53,19 +38,27 @@ class JSONResponse(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def error_response(error: ApiError, *, request_id: str | None = None) -> JSONResponse:
+def error_response(error: BaseException, *, request_id: str | None = None) -> JSONResponse:
+    """The one error shape for ``error``; an exception setpoint did not raise on purpose
+    answers 500 without its text, which may hold anything (the server log has it)."""
+    status = http_status(error)
+    message = (
+        str(error)
+        if isinstance(error, SetpointError)
+        else "An unexpected error; it is in the server log."
+    )
     body: dict[str, Any] = {
-        "status": error.status,
-        "kind": error.kind,
-        "message": error.message,
+        "status": status,
+        "kind": http_kind(error),
+        "message": message,
         "request_id": request_id,
     }
-    if error.errors is not None:
+    if isinstance(error, ApiError | InvalidRequestError) and error.errors is not None:
         body["errors"] = error.errors
-    headers = dict(error.headers)
+    headers = dict(error.headers) if isinstance(error, ApiError) else {}
     if request_id is not None:
         headers["X-Request-ID"] = request_id
-    return JSONResponse({"error": body}, status_code=error.status, headers=headers)
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def request_id(request: Request) -> str:

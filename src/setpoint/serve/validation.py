@@ -41,8 +41,8 @@ unknown field ignored, and each is reported in ``ValidatedBatch.flags``.
 
 Whatever the mode, the batch itself is refused when it is not a list
 (``not_a_list``), is empty (``empty_batch``), holds more than ``max_batch``
-records (``batch_too_large``, for the server to answer 413) or holds a record
-that is not a JSON object (``not_an_object``).
+records (``batch_too_large``, raised as :class:`BatchTooLargeError`, which the
+server answers 413) or holds a record that is not a JSON object (``not_an_object``).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ import numpy as np
 import numpy.typing as npt
 
 from setpoint.data.schema import Schema
-from setpoint.errors import InvalidParameterError, InvalidRequestError
+from setpoint.errors import BatchTooLargeError, InvalidParameterError, InvalidRequestError
 from setpoint.train.preprocess import category_key
 
 __all__ = ["FieldIssue", "InvalidRequestError", "RequestValidator", "ValidatedBatch"]
@@ -83,7 +83,9 @@ _MISSING: Any = object()  # an absent field; distinct from an explicit null
 _SHOWN_ERRORS = 5  # errors spelled out in the message; all of them are in ``.errors``
 
 
-def _invalid(errors: list[dict[str, Any]]) -> InvalidRequestError:
+def _invalid(
+    errors: list[dict[str, Any]], *, kind: type[InvalidRequestError] = InvalidRequestError
+) -> InvalidRequestError:
     """The error for ``errors``, its message spelling out the first few."""
     shown = "; ".join(_describe(e) for e in errors[:_SHOWN_ERRORS])
     more = len(errors) - _SHOWN_ERRORS
@@ -93,9 +95,7 @@ def _invalid(errors: list[dict[str, Any]]) -> InvalidRequestError:
         if records
         else "The request is invalid: "
     )
-    return InvalidRequestError(
-        head + shown + (f"; and {more} more." if more > 0 else "."), errors=errors
-    )
+    return kind(head + shown + (f"; and {more} more." if more > 0 else "."), errors=errors)
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -317,7 +317,8 @@ class RequestValidator:
                         "batch_too_large",
                         f"{len(batch)} records; at most {self.max_batch} per request",
                     )
-                ]
+                ],
+                kind=BatchTooLargeError,
             )
         impute = self._impute
         known = self._known

@@ -9,14 +9,13 @@ key is checked against the store's hashed keys and never written anywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from setpoint.errors import InvalidParameterError, SetpointError
+from setpoint.autopilot.loop import queue_retrain
+from setpoint.errors import ApiError, SetpointError, http_status
 from setpoint.project import Project
 from setpoint.registry import aliases as alias_ops
-from setpoint.registry import jobs
 from setpoint.registry.api_keys import verify_key
 from setpoint.store.tables import utcnow
 
@@ -26,12 +25,15 @@ ACTIONS = ("promote", "rollback", "retrain")
 MAX_FORM_BYTES = 16_384
 
 
-@dataclass(frozen=True)
-class ActionError(Exception):
-    """A refused action: the HTTP status and the sentence the page shows."""
+class ActionError(ApiError):
+    """An action the dashboard refuses itself, with its status and the sentence its page shows.
 
-    status: int
-    message: str
+    An ``ApiError``, so that ``http_status`` reads its status as for any other
+    error; the kind is never shown, as the page is HTML.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(status, "action_refused", message)
 
 
 def parse_form(body: bytes, content_type: str) -> dict[str, str]:
@@ -106,16 +108,14 @@ def perform(project: Project, action: str, form: dict[str, str]) -> str:
         if action == "rollback":
             back = project.rollback(reason=reason)
             return f"The champion is back to {project.name}@{back}."
-        job, _ = jobs.enqueue(
-            project.store.db,
-            project=project.name,
-            kind="retrain",
-            key=f"retrain:dashboard:{utcnow():%Y%m%dT%H%M%S%f}",
-            payload={
-                "as_of": utcnow().isoformat(),
-                "trips": [f"requested on the dashboard: {reason}"],
-            },
+        asked = utcnow()
+        job, _ = queue_retrain(
+            project,
+            key=f"retrain:dashboard:{asked:%Y%m%dT%H%M%S%f}",
+            as_of=asked,
+            reasons=[f"requested on the dashboard: {reason}"],
+            now=asked,
         )
         return f"Retrain job {job.id} is queued; the autopilot takes it on its next pass."
-    except (SetpointError, InvalidParameterError) as exc:
-        raise ActionError(409, str(exc)) from None
+    except SetpointError as exc:  # the page shows the sentence alone, under the API's status
+        raise ActionError(http_status(exc), str(exc)) from None

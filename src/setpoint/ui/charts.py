@@ -48,7 +48,9 @@ def drift_heatmap(page: dict[str, Any]) -> dict[str, Any]:
                 continue
             row_z.append(cell.get("psi"))
             verdict = "drifted" if cell.get("drifted") else "stable"
-            row_t.append(f"{cell['test']} {cell['statistic']:.3f} ({verdict})")
+            statistic = cell.get("statistic")  # null when it was not a number
+            shown = "-" if statistic is None else f"{statistic:.3f}"
+            row_t.append(f"{cell.get('test')} {shown} ({verdict})")
         z.append(row_z)
         text.append(row_t)
     return {
@@ -77,11 +79,20 @@ def drift_heatmap(page: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _gap(upper: float | None, lower: float | None) -> float | None:
+    """The length of an error bar; none where an end of it is unknown."""
+    return None if upper is None or lower is None else upper - lower
+
+
 def performance_chart(page: dict[str, Any]) -> dict[str, Any]:
-    """Realized (with its interval) and estimated metric per window, and the setpoint."""
+    """Realized (with its interval) and estimated metric per window, and the setpoint.
+
+    ``page["realized"]`` and ``page["estimated"]`` hold a ``MetricValue`` and a
+    ``MetricEstimate`` per window, None where the window has none.
+    """
     labels = _labels(page["windows"])
     realized = page["realized"]
-    values = [m.get("value") if m else None for m in realized]
+    values = [None if m is None else m.value for m in realized]
     data: list[dict[str, Any]] = [
         {
             "type": "scatter",
@@ -93,14 +104,8 @@ def performance_chart(page: dict[str, Any]) -> dict[str, Any]:
             "error_y": {
                 "type": "data",
                 "symmetric": False,
-                "array": [
-                    (m["high"] - m["value"]) if m and m.get("high") is not None else None
-                    for m in realized
-                ],
-                "arrayminus": [
-                    (m["value"] - m["low"]) if m and m.get("low") is not None else None
-                    for m in realized
-                ],
+                "array": [None if m is None else _gap(m.high, m.value) for m in realized],
+                "arrayminus": [None if m is None else _gap(m.value, m.low) for m in realized],
             },
         },
         {
@@ -108,7 +113,7 @@ def performance_chart(page: dict[str, Any]) -> dict[str, Any]:
             "mode": "lines+markers",
             "name": f"estimated {page['metric']} (no labels needed)",
             "x": labels,
-            "y": [m.get("value") if m else None for m in page["estimated"]],
+            "y": [None if m is None else m.value for m in page["estimated"]],
             "line": {"color": "#b3541e", "dash": "dot"},
         },
     ]

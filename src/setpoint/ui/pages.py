@@ -3,7 +3,9 @@
 Nothing here renders HTML or knows HTTP. Each function reads one page's data
 in a few queries, so that a page stays well under its 300 ms of server time
 whatever the history: monitoring reads the stored windows (``setpoint monitor``
-computed them), never the prediction log.
+computed them), never the prediction log. A stored window is read as the
+``WindowResult`` it was (``read_window``); one of another shape shows its
+counts and no numbers. A version's metrics are read through ``ModelVersion``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from setpoint.errors import NotFoundError
+from setpoint.monitor.results import WindowResult, read_window
 from setpoint.project import Project
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry import jobs
@@ -20,6 +23,8 @@ from setpoint.registry.models import get_version
 from setpoint.registry.projects import list_projects
 from setpoint.registry.quarantine import list_quarantine, quarantine_counts
 from setpoint.registry.stored_windows import load_windows
+from setpoint.stats.cbpe import MetricEstimate
+from setpoint.stats.performance import MetricValue
 
 __all__ = [
     "events_page",
@@ -31,9 +36,16 @@ __all__ = [
 ]
 
 
-def _metric(window: dict[str, Any], part: str, name: str) -> dict[str, Any] | None:
-    found = (window.get(part) or {}).get("metrics", {}).get(name)
-    return found if isinstance(found, dict) else None
+def _realized(window: WindowResult | None, name: str) -> MetricValue | None:
+    if window is None or window.realized is None:
+        return None
+    return window.realized.metrics.get(name)
+
+
+def _estimated(window: WindowResult | None, name: str) -> MetricEstimate | None:
+    if window is None or window.estimate is None:
+        return None
+    return window.estimate.metrics.get(name)
 
 
 def overview_page(project: Project) -> dict[str, Any]:
@@ -44,9 +56,8 @@ def overview_page(project: Project) -> dict[str, Any]:
     version = get_version(project.store, project=name, version=champion) if champion else None
     windows = load_windows(db, project=name)
     latest = windows[-1] if windows else None
-    result = latest.result if latest else {}
-    realized = _metric(result, "realized", spec.metric)
-    estimated = _metric(result, "estimate", spec.metric)
+    result = None if latest is None else read_window(latest.result)
+    realized = _realized(result, spec.metric)
     retrains = [job for job in jobs.list_jobs(db, project=name, limit=20) if job.kind == "retrain"]
     alerts = list_events(db, project=name, kind=ALERT_EVENT, limit=10)
     return {
@@ -55,7 +66,7 @@ def overview_page(project: Project) -> dict[str, Any]:
         "higher_is_better": spec.higher_is_better,
         "aliases": aliases,
         "champion": champion,
-        "test": None if version is None else _test_metric(version.metrics, spec.metric),
+        "test": None if version is None else version.test_metric(spec.metric),
         "window": None
         if latest is None
         else {
@@ -65,10 +76,12 @@ def overview_page(project: Project) -> dict[str, Any]:
             "labelled": latest.n_labelled,
             "version": latest.version,
             "realized": realized,
-            "estimated": estimated,
-            "drift_share": (result.get("drift") or {}).get("drift_share"),
-            "drifted": (result.get("drift") or {}).get("drifted"),
-            "drifted_features": result.get("drifted_features", []),
+            "estimated": _estimated(result, spec.metric),
+            "drift_share": None if result is None else result.drift.drift_share,
+            "drifted": None if result is None else result.drift.drifted,
+            "drifted_features": []
+            if result is None
+            else list(result.top_drifted(len(result.drift.features))),
         },
         "below_setpoint": _below(realized, spec.monitoring.setpoint, spec.higher_is_better),
         "last_retrain": retrains[0] if retrains else None,
@@ -79,7 +92,7 @@ def overview_page(project: Project) -> dict[str, Any]:
             {
                 "version": v.version,
                 "created_at": v.created_at,
-                "test": _test_metric(v.metrics, spec.metric),
+                "test": v.test_metric(spec.metric),
                 "aliases": [a for a, n in aliases.items() if n == v.version],
                 "source": "autopilot" if "autopilot" in v.lineage else "train",
             }
@@ -99,8 +112,8 @@ def store_projects(project: Project) -> list[dict[str, Any]]:
     for name in list_projects(db):
         windows = load_windows(db, project=name)
         latest = windows[-1] if windows else None
-        result = latest.result if latest else {}
-        realized = (result.get("realized") or {}).get("metrics", {})
+        result = None if latest is None else read_window(latest.result)
+        realized = {} if result is None or result.realized is None else result.realized.metrics
         retrains = [j for j in jobs.list_jobs(db, project=name, limit=5) if j.kind == "retrain"]
         found.append(
             {
@@ -108,8 +121,8 @@ def store_projects(project: Project) -> list[dict[str, Any]]:
                 "current": name == project.name,
                 "champion": alias_ops.get_alias(db, project=name, alias="champion"),
                 "window_end": None if latest is None else latest.end,
-                "realized": {k: v.get("value") for k, v in realized.items() if isinstance(v, dict)},
-                "drifted": (result.get("drift") or {}).get("drifted"),
+                "realized": {k: m.value for k, m in realized.items()},
+                "drifted": None if result is None else result.drift.drifted,
                 "last_retrain": retrains[0].created_at if retrains else None,
                 "alerts": len(list_events(db, project=name, kind=ALERT_EVENT, limit=1000)),
             }
@@ -117,16 +130,10 @@ def store_projects(project: Project) -> list[dict[str, Any]]:
     return found
 
 
-def _test_metric(metrics: dict[str, Any], name: str) -> float | None:
-    value = metrics.get("slices", {}).get("test", {}).get(name)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _below(realized: dict[str, Any] | None, level: float | None, higher: bool) -> bool | None:
-    if realized is None or level is None or realized.get("value") is None:
+def _below(realized: MetricValue | None, level: float | None, higher: bool) -> bool | None:
+    if realized is None or level is None or realized.value is None:
         return None
-    value = float(realized["value"])
-    return value < level if higher else value > level
+    return realized.value < level if higher else realized.value > level
 
 
 def model_page(project: Project, version: int) -> dict[str, Any]:
@@ -169,12 +176,12 @@ def model_page(project: Project, version: int) -> dict[str, Any]:
             "family": lineage.get("recipe", {}).get("family"),
             "calibration": lineage.get("recipe", {}).get("calibration"),
             "split": lineage.get("split", {}),
-            "test": _test_metric(found.metrics, metric),
+            "test": found.test_metric(metric),
             "weakest": weakest,
         },
         "version": found,
         "aliases": aliases,
-        "slices": found.metrics.get("slices", {}),
+        "slices": found.slices,
         "segments": found.metrics.get("segments", {}),
         "decisions": decisions,
         "history": history,
@@ -199,14 +206,17 @@ def monitoring_page(project: Project) -> dict[str, Any]:
     # One window size and clock: the most recent run's.
     last = windows[-1]
     chosen = [w for w in windows if (w.window, w.clock) == (last.window, last.clock)]
+    results = [read_window(w.result) for w in chosen]
     features: list[str] = []
-    for window in chosen:
-        for item in (window.result.get("drift") or {}).get("features", []):
-            if item["name"] not in features:
-                features.append(item["name"])
+    for result in results:
+        for item in () if result is None else result.drift.features:
+            if item.name not in features:
+                features.append(item.name)
+    # Each cell as JSON: the page's script shows it when the cell is clicked.
     cells: dict[str, list[dict[str, Any] | None]] = {name: [] for name in features}
-    for window in chosen:
-        by_name = {f["name"]: f for f in (window.result.get("drift") or {}).get("features", [])}
+    for result in results:
+        drift = () if result is None else result.drift.features
+        by_name = {f.name: f.to_dict() for f in reversed(drift)}  # the first of a name wins
         for name in features:
             cells[name].append(by_name.get(name))
     metric = project.spec.metric
@@ -218,8 +228,8 @@ def monitoring_page(project: Project) -> dict[str, Any]:
         "windows": chosen,
         "features": features,
         "cells": cells,
-        "realized": [_metric(w.result, "realized", metric) for w in chosen],
-        "estimated": [_metric(w.result, "estimate", metric) for w in chosen],
+        "realized": [_realized(r, metric) for r in results],
+        "estimated": [_estimated(r, metric) for r in results],
     }
 
 

@@ -5,18 +5,23 @@
 so a serving worker's event loop never waits on them. Every asset is served
 from an installed package (this one, and ``plotly`` for ``plotly.min.js``):
 nothing is fetched from a network, and the pages work offline.
+
+A page or an action that cannot be done answers a message page under
+``setpoint.errors.http_status`` of its error: the status the API answers for
+the same error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from setpoint.errors import MissingExtraError, NotFoundError, SetpointError
+from setpoint.errors import MissingExtraError, NotFoundError, SetpointError, http_status
 from setpoint.project import Project
 from setpoint.ui import actions, charts, pages
 
@@ -70,7 +75,8 @@ def _when(value: datetime | None) -> str:
 
 
 def _number(value: Any, digits: int = 4) -> str:
-    if value is None:
+    # NaN is how a stored null reads back into a float field: unknown, like None
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
@@ -100,16 +106,18 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
         context.setdefault("active", "")
         return HTMLResponse(environment.get_template(name).render(**context), status_code=status)
 
+    def refusal(exc: SetpointError, heading: str) -> HTMLResponse:
+        return render("message.html", http_status(exc), heading=heading, message=str(exc))
+
     def page(
         template: str, load: Callable[[Request], dict[str, Any]], **extra: Any
     ) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             try:
                 data = await asyncio.to_thread(load, request)
-            except NotFoundError as exc:
-                return render("message.html", 404, heading="Not found", message=str(exc))
             except SetpointError as exc:
-                return render("message.html", 400, heading="Cannot show this", message=str(exc))
+                missing = isinstance(exc, NotFoundError)
+                return refusal(exc, "Not found" if missing else "Cannot show this")
             return render(template, **data, **extra)
 
         return endpoint
@@ -146,8 +154,10 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
     def no_such(action: str) -> HTMLResponse | None:
         if action in actions.ACTIONS:
             return None
-        return render(
-            "message.html", 404, heading="No such action", message=f"No action {action!r}."
+        known = ", ".join(actions.ACTIONS)
+        return refusal(
+            NotFoundError(kind="action", name=action, hint=f"The dashboard's actions are {known}."),
+            "No such action",
         )
 
     async def action_form(request: Request) -> Response:
@@ -158,8 +168,8 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
             data = await asyncio.to_thread(
                 actions.confirm_page, project, action, dict(request.query_params)
             )
-        except actions.ActionError as exc:
-            return render("message.html", exc.status, heading="Cannot do that", message=exc.message)
+        except SetpointError as exc:
+            return refusal(exc, "Cannot do that")
         return render("action.html", **data, active="")
 
     async def action_post(request: Request) -> Response:
@@ -170,19 +180,16 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
             body = await _read_limited(request, actions.MAX_FORM_BYTES)
             form = actions.parse_form(body, request.headers.get("content-type", ""))
             said = await asyncio.to_thread(actions.perform, project, action, form)
-        except actions.ActionError as exc:
-            return render(
-                "message.html", exc.status, heading="Nothing was done", message=exc.message
-            )
+        except SetpointError as exc:
+            return refusal(exc, "Nothing was done")
         return render("message.html", heading="Done", message=said)
 
     async def plotly_js(request: Request) -> Response:
         return FileResponse(plotly_bundle(), media_type="text/javascript")
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return render(
-            "message.html", 404, heading="Not found", message=f"No page at {request.url.path}."
-        )
+        missing = NotFoundError(kind="page", name=request.url.path, hint=f"See {prefix}/.")
+        return refusal(missing, "Not found")
 
     return Starlette(
         routes=[
