@@ -21,16 +21,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src" / "setpoint"
 
-# Modules that fail the rules but are changed only on the branches that own
-# them. Expected failures, strict: once a module passes, its entry must go.
-_OWNED = "no __all__; this package is changed only on the branch that owns it"
-OWNED_ELSEWHERE: dict[str, str] = {
-    "setpoint.autopilot": _OWNED,
-    "setpoint.quickstart": _OWNED,
-    "setpoint.serve": _OWNED,
-    "setpoint.ui": _OWNED,
-}
-
 
 def _modules() -> list[str]:
     names = ["setpoint"]
@@ -52,16 +42,8 @@ def _is_public(name: str) -> bool:
     return not any(part.startswith("_") for part in name.split("."))
 
 
-def _cases() -> list[object]:
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(strict=True, reason=OWNED_ELSEWHERE[name]),
-        )
-        if name in OWNED_ELSEWHERE
-        else name
-        for name in _modules()
-    ]
+def _cases() -> list[str]:
+    return _modules()
 
 
 def _declares_all(tree: ast.Module) -> bool:

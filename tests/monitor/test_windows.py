@@ -348,3 +348,50 @@ def test_windows_are_stored_and_only_a_changed_one_is_computed_again(
     fresh = monitor_project(project, window="1w", clock="served", reuse=False)
     assert fresh.reused == 0
     assert [w.to_dict() for w in fresh.windows] == [w.to_dict() for w in third.windows]
+
+
+def test_the_monitor_the_live_autopilot_and_the_replay_see_one_window(
+    monitored: tuple[Project, pd.DataFrame],
+) -> None:
+    """The same traffic, through each caller of ``assess_window``, is the same window.
+
+    ``setpoint monitor`` (whose stored windows the dashboard and ``/metrics`` read),
+    the live autopilot's look and the flights replay's look each judge the three
+    logged weeks of model @1; only the span's bounds and the per-segment metrics
+    (which the triggers do not read, so the looks leave them out) may differ.
+    """
+    from setpoint.autopilot.loop import live_window
+    from setpoint.monitor.assess import WindowOptions, assess_window
+    from setpoint.monitor.windows import Window
+    from setpoint.traffic.frames import frame_traffic
+
+    project = monitored[0]
+    # One window of 1000 weeks holds the three logged weeks and today.
+    shown = monitor_project(project, window="1000w", version=1, clock="served", save=False)
+    assert len(shown.windows) == 1
+    now = datetime.now(UTC)
+    live, rows = live_window(project, now=now, version=1, length=pd.Timedelta(now - MONDAY))
+    assert live is not None
+    assert live.n == shown.windows[0].n == 3 * PER_WEEK  # the canary's and shadow's are not @1
+    assert live.n_labelled == shown.windows[0].n_labelled == 400
+    replayed = assess_window(
+        frame_traffic(
+            rows.inputs,
+            times=rows.meta["time"],
+            scores=rows.meta["score"].to_numpy(),
+            labels=rows.meta["label"],
+            label_times=rows.meta["label_time"],
+            binary=True,
+            version="1",
+        ),
+        Window(start=MONDAY, end=now, positions=np.arange(len(rows))),
+        model=project.load_model(1),
+        ref=project.load_reference(1),
+        options=WindowOptions.from_spec(project.spec, segments=False),
+    )
+
+    def same(result: WindowResult) -> dict[str, Any]:
+        return {k: v for k, v in result.to_dict().items() if k not in ("start", "end", "segments")}
+
+    assert same(live) == same(shown.windows[0]) == same(replayed)
+    assert live.drift.drifted_features  # the warm third week is in it: not an empty verdict

@@ -8,7 +8,7 @@ production.
 
 >>> from datetime import UTC, datetime, timedelta
 >>> from setpoint.config.policy import AutopilotPolicy
->>> policy = AutopilotPolicy()
+>>> policy = AutopilotPolicy.model_validate({"triggers": {"schedule": "30d"}})
 >>> start = datetime(2013, 5, 1, tzinfo=UTC)
 >>> shadow = Rollout.shadow(challenger=2, champion=1, now=start)
 >>> decide(shadow, now=start, evidence=Evidence(requests=0), policy=policy)

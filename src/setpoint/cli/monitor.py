@@ -60,8 +60,9 @@ def _monitor(
         typer.Option(
             "--window",
             "-w",
-            help="Window: a length of time aligned to UTC boundaries (1h, 6h, 1d, 1w; weeks "
-            "start on Monday) or a count of consecutive predictions (5000rows).",
+            help="Window: a length of time in the spec's duration syntax, aligned to UTC "
+            "boundaries (30min, 6h, 1d, 1w; weeks start on Monday), or a count of consecutive "
+            "predictions (5000rows).",
         ),
     ] = "1w",
     since: Annotated[

@@ -5,11 +5,13 @@ Every strategy starts from the same model, trained on what was labelled before
 
 - **static** keeps that model;
 - **weekly** retrains every seven days and ships the result, whatever happens;
-- **autopilot** looks once a day as the live loop does (``retrain.py`` and
-  ``triggers.py``, the very code ``setpoint autopilot`` runs): triggers, the
-  cooldown and budget, a retrain on the data the policy names, the gate on the
-  most recent labelled days, a shadow period, the promotion, then a watch with
-  the old champion scoring beside the new one, and a rollback if it regresses.
+- **autopilot** looks once a day as the live loop does, through the very code
+  ``setpoint autopilot`` runs: the window's assessment (``monitor/assess.py``),
+  the triggers with the cooldown and budget, a retrain on the data the policy
+  names (the tabular kind's ``build``), the gate's ``judge`` on the most recent
+  labelled days, and the rollout's state machine (``autopilot/rollout.py``): a
+  shadow period, the promotion, then a watch with the old champion scoring
+  beside the new one, and a rollback if it regresses.
 
 A flight's label exists only from ``label_delay`` after its departure, so no
 strategy ever learns from an outcome that had not happened yet. Every

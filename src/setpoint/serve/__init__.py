@@ -1,1 +1,3 @@
-"""Serving: the HTTP server and the durable prediction log (`predlog`)."""
+"""Serving over HTTP: the prediction server, its router, scorer, admin endpoints and metrics."""
+
+__all__: list[str] = []
