@@ -75,71 +75,6 @@ def test_without_the_extra_the_dashboard_names_it(monkeypatch: pytest.MonkeyPatc
     assert info.value.module == "jinja2"
 
 
-class _Tables(HTMLParser):
-    """The header and body cells of each table of the 'Alias moves' section."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inside = False
-        self.tables: list[dict[str, list[str]]] = []
-        self.cell: str | None = None
-        self.part = ""
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "section":
-            self.inside = ("aria-labelledby", "history-h") in attrs
-        elif self.inside and tag == "table":
-            self.tables.append({"th": [], "td": []})
-        elif self.inside and tag in ("thead", "tbody"):
-            self.part = tag
-        elif self.inside and self.tables and tag in ("th", "td"):
-            self.cell = ""
-            if tag == "th":
-                assert (self.part, dict(attrs).get("scope")) == ("thead", "col")
-
-    def handle_data(self, data: str) -> None:
-        if self.cell is not None:
-            self.cell += data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "section":
-            self.inside = False
-        elif self.cell is not None and tag in ("th", "td"):
-            self.tables[-1][tag].append(self.cell.strip())
-            self.cell = None
-
-
-def test_the_model_page_shows_the_kind_of_each_alias_move(project: Project) -> None:
-    from setpoint.registry.aliases import AliasKind, set_alias
-    from setpoint.registry.models import register_model
-
-    register_model(
-        project.store,
-        project="flights",
-        kind="test/v1",
-        files={"m": b"1"},
-        lineage={},
-        metrics={},
-        params={},
-    )
-    moves = [
-        ("champion", 1, AliasKind.PROMOTE, "first"),
-        ("shadow", 1, AliasKind.SHADOW, "rollback: reads like one, is not"),
-        ("shadow", None, AliasKind.CLEAR, "done"),
-    ]
-    for alias, version, kind, reason in moves:
-        with project.store.db.write() as conn:
-            set_alias(
-                conn,
-                project="flights",
-                alias=alias,
-                version=version,
-                kind=kind,
-                reason=reason,
-                actor="test",
-            )
-
-
 def _store_windows(project: Project, results: list[dict[str, Any]]) -> None:
     save_windows(
         project.store.db,
@@ -217,6 +152,88 @@ def test_the_pages_render_a_real_and_an_odd_window(project: Project) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://ui") as client:
             return await client.get(path)
 
+    monitoring = asyncio.run(get("/monitoring"))
+    assert monitoring.status_code == 200, monitoring.text
+    value = window.realized.metrics[project.spec.metric].value
+    assert value is not None
+    assert f"{value:.4f}" in monitoring.text  # the real window's row of the table
+    overview = asyncio.run(get("/"))
+    assert overview.status_code == 200, overview.text
+    live = overview.text.split('id="live-h"')[1].split("</section>")[0]
+    assert "1,500 predictions, 1,200 labelled" in live  # the odd window is the latest
+    assert "stable" not in live  # its drift is unknown, not "stable"
+
+
+class _Tables(HTMLParser):
+    """The header and body cells of each table of the 'Alias moves' section."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside = False
+        self.tables: list[dict[str, list[str]]] = []
+        self.cell: str | None = None
+        self.part = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self.inside = ("aria-labelledby", "history-h") in attrs
+        elif self.inside and tag == "table":
+            self.tables.append({"th": [], "td": []})
+        elif self.inside and tag in ("thead", "tbody"):
+            self.part = tag
+        elif self.inside and self.tables and tag in ("th", "td"):
+            self.cell = ""
+            if tag == "th":
+                assert (self.part, dict(attrs).get("scope")) == ("thead", "col")
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self.inside = False
+        elif self.cell is not None and tag in ("th", "td"):
+            self.tables[-1][tag].append(self.cell.strip())
+            self.cell = None
+
+
+def test_the_model_page_shows_the_kind_of_each_alias_move(project: Project) -> None:
+    from setpoint.registry.aliases import AliasKind, set_alias
+    from setpoint.registry.models import register_model
+    from setpoint.ui.site import create_ui
+
+    register_model(
+        project.store,
+        project="flights",
+        kind="test/v1",
+        files={"m": b"1"},
+        lineage={},
+        metrics={},
+        params={},
+    )
+    moves = [
+        ("champion", 1, AliasKind.PROMOTE, "first"),
+        ("shadow", 1, AliasKind.SHADOW, "rollback: reads like one, is not"),
+        ("shadow", None, AliasKind.CLEAR, "done"),
+    ]
+    for alias, version, kind, reason in moves:
+        with project.store.db.write() as conn:
+            set_alias(
+                conn,
+                project="flights",
+                alias=alias,
+                version=version,
+                kind=kind,
+                reason=reason,
+                actor="test",
+            )
+
+    async def get(path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_ui(project))
+        async with httpx.AsyncClient(transport=transport, base_url="http://ui") as client:
+            return await client.get(path)
+
     answer = asyncio.run(get("/models/1"))
     assert answer.status_code == 200, answer.text
     parser = _Tables()
@@ -229,14 +246,3 @@ def test_the_pages_render_a_real_and_an_odd_window(project: Project) -> None:
         ["shadow", "-", "1", "shadow", "test", "rollback: reads like one, is not"],
         ["shadow", "1", "-", "clear", "test", "done"],
     ]
-
-    monitoring = asyncio.run(get("/monitoring"))
-    assert monitoring.status_code == 200, monitoring.text
-    value = window.realized.metrics[project.spec.metric].value
-    assert value is not None
-    assert f"{value:.4f}" in monitoring.text  # the real window's row of the table
-    overview = asyncio.run(get("/"))
-    assert overview.status_code == 200, overview.text
-    live = overview.text.split('id="live-h"')[1].split("</section>")[0]
-    assert "1,500 predictions, 1,200 labelled" in live  # the odd window is the latest
-    assert "stable" not in live  # its drift is unknown, not "stable"
