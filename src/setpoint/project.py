@@ -21,14 +21,13 @@ from sqlalchemy.engine import Connection
 
 from setpoint.config.loader import SPEC_FILE, load_spec
 from setpoint.config.spec import ProjectSpec, SourceSpec
-from setpoint.data.asof import asof_join
-from setpoint.data.schema import Schema, check_feature_types, check_spec_columns
+from setpoint.data.features import feature_columns, join_feature_tables
+from setpoint.data.schema import check_spec_columns
 from setpoint.data.sources import read_source
 from setpoint.errors import (
     ConfigError,
     InvalidParameterError,
     NotFoundError,
-    SchemaError,
     SetpointError,
     StoreError,
 )
@@ -130,42 +129,8 @@ class Project:
         else:
             label = None
         if name == "events" and self.spec.joins:
-            source = self._join_features(source)
+            source = join_feature_tables(source, self.spec, root=self.root)
         return ingest(self.store, self.spec, source, name=name, new_schema=new_schema, label=label)
-
-    def _join_features(self, events: Any) -> pd.DataFrame:
-        frame = read_source(events)
-        for i, join in enumerate(self.spec.joins):
-            features = read_source(self.spec.sources[join.source], name=join.source, root=self.root)
-            keep = join.columns or [c for c in features.columns if c not in join.by]
-            missing = [c for c in [*join.by, join.feature_time, *keep] if c not in features]
-            if missing:
-                raise SchemaError(
-                    f"joins[{i}]: the feature table {join.source!r} has no column(s) {missing}.",
-                    column=missing[0],
-                )
-            event_time = join.event_time or str(self.spec.timestamp)
-            if event_time not in frame:
-                raise SchemaError(
-                    f"joins[{i}]: the events have no time column {event_time!r}.",
-                    column=event_time,
-                )
-            selected = features[list(dict.fromkeys([*join.by, join.feature_time, *keep]))]
-            frame = asof_join(
-                frame.assign(**{event_time: _as_datetime(frame[event_time], event_time)}),
-                selected.assign(
-                    **{join.feature_time: _as_datetime(selected[join.feature_time], join.source)}
-                ),
-                by=join.by,
-                event_time=event_time,
-                feature_time=join.feature_time,
-                tolerance=None
-                if join.tolerance_delta is None
-                else pd.Timedelta(join.tolerance_delta),
-            )
-            if join.feature_time not in keep:
-                frame = frame.drop(columns=[join.feature_time], errors="ignore")
-        return frame
 
     # Training and the gate ------------------------------------------------------------
     def train(
@@ -180,7 +145,7 @@ class Project:
         frame, batches = load_dataset(self.store, project=self.name, name=dataset, version=version)
         # The schema the data was validated with: a newer one may type columns otherwise.
         schema = get_schema(self.store, project=self.name, version=batches[-1].schema_version)
-        numeric, categorical, unused = _features(self.spec, schema)
+        numeric, categorical, unused = feature_columns(self.spec, schema)
         recipe = TABULAR.recipe(self.spec, num_threads=get_settings().num_threads)
         tuned: dict[str, Any] | None = None
         if recipe.tuning.trials > 0 or recipe.tuning.timeout_s is not None:
@@ -537,61 +502,3 @@ class Project:
             task=self.spec.task,
         )
         return frame.iloc[split.test].reset_index(drop=True)
-
-
-def _features(spec: ProjectSpec, schema: Schema) -> tuple[list[str], list[str], dict[str, str]]:
-    """Numeric and categorical feature columns, and why each other column is left out.
-
-    The stored schema says what each column holds; the spec, perhaps edited
-    since the schema was inferred, says which columns are the target,
-    timestamp and entity and which are excluded. Booleans train as 0/1.
-    """
-    check_spec_columns(spec, schema.names, where=f"schema v{schema.version} of the stored data")
-    check_feature_types(spec, schema)
-    if spec.timestamp is not None and schema.column(spec.timestamp).kind != "datetime":
-        kind = schema.column(spec.timestamp).kind
-        raise SchemaError(
-            f"The spec's timestamp {spec.timestamp!r} is a {kind} column in schema "
-            f"v{schema.version}, not date-times. Ingest with --new-schema to re-infer it, or "
-            "change 'timestamp'.",
-            column=spec.timestamp,
-            key="timestamp",
-        )
-    roles = {spec.target, spec.timestamp, spec.entity}
-    excluded = {name for name, feature in spec.features.items() if feature.exclude}
-    numeric: list[str] = []
-    categorical: list[str] = []
-    unused: dict[str, str] = {}
-    for column in schema.columns:
-        if column.name in roles:
-            continue
-        if column.name in excluded:
-            unused[column.name] = "excluded in the spec"
-        elif column.kind in ("numeric", "boolean"):
-            numeric.append(column.name)
-        elif column.kind == "categorical":
-            categorical.append(column.name)
-        else:
-            unused[column.name] = f"{column.kind} columns are not trained on"
-    if not numeric and not categorical:
-        why = "; ".join(f"{name!r}: {reason}" for name, reason in unused.items()) or "none"
-        raise SchemaError(
-            f"No column to train on: every column is the target, timestamp or entity, or is "
-            f"left out ({why}). Declare a kind with features.<column>.type: numeric (or "
-            "categorical) in the spec; it applies to a new schema (setpoint data ingest "
-            "--new-schema), and batches stored before keep the kinds they were validated with.",
-            column=None,
-        )
-    return numeric, categorical, unused
-
-
-def _as_datetime(values: pd.Series, where: str) -> pd.Series:
-    """Times as UTC datetimes; text must be ISO 8601."""
-    if pd.api.types.is_datetime64_any_dtype(values):
-        return values
-    try:
-        return pd.to_datetime(values, utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise SchemaError(
-            f"{where}: column {values.name!r} is not ISO 8601 times: {exc}", column=str(values.name)
-        ) from None

@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from setpoint._console import console, err_console, fmt, table
-from setpoint.cli._options import ProjectDir
+from setpoint.cli._options import ApiKey, ProjectDir
 from setpoint.client import DEFAULT_URL
 from setpoint.errors import InvalidParameterError, ServerError, SourceError
 from setpoint.traffic.replay import MAX_CONCURRENCY
@@ -26,15 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 Url = Annotated[str, typer.Option("--url", help="Base URL of the setpoint server.")]
-ApiKey = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key",
-        envvar="SETPOINT_API_KEY",
-        show_default=False,
-        help="Key for a server with serving.predict_auth: key ('setpoint keys create').",
-    ),
-]
 
 
 # Where 'setpoint quickstart' leaves the flights it never trained on.
