@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 from _common import ROOT, WORK, instrumented, median, peer_venv, print_machine, print_table
 
+import setpoint.data.features
 import setpoint.project
 from setpoint.config.spec import ProjectSpec
 from setpoint.data.schema import Schema, infer_schema
@@ -131,6 +132,7 @@ def timed_ingest(project: Project, source: Path, rows: int) -> tuple[Stages, Ing
     seconds = dict.fromkeys(STAGES, 0.0)
     # Project.ingest may read a file itself and hand ingest() the frame.
     with (
+        instrumented(setpoint.data.features, {"read": ["read_source"]}, seconds),
         instrumented(setpoint.project, {"read": ["read_source"]}, seconds),
         instrumented(datasets, TIMED, seconds),
     ):

@@ -37,7 +37,9 @@ import numpy as np
 import pandas as pd
 from _common import WORK, instrumented, median, print_machine, print_table
 
+import setpoint.kinds.tabular
 import setpoint.project
+import setpoint.registry.gate
 from setpoint.config.spec import ProjectSpec
 from setpoint.data.schema import infer_schema
 from setpoint.project import Project
@@ -85,15 +87,15 @@ def make_template(spec: ProjectSpec, frame: pd.DataFrame) -> None:
     project.store.db.dispose()
 
 
-# Project.train's stages: the functions of setpoint.project it calls, timed where it
-# looks them up; "other" is the rest (lineage, loading both models, scoring the
-# holdout, recording the decision).
+# Project.train's stages: the functions it calls, timed where each module looks them
+# up (setpoint.project, the tabular kind's build, the gate's judge); "other" is the
+# rest (lineage, loading both models, scoring the holdout, recording the decision).
 PROJECT_STAGES = {
     "load": ["load_dataset", "latest_schema", "get_schema"],
-    "train_model": ["train_model"],
     "register": ["register_model"],
-    "gate bootstrap": ["evaluate_gate"],
 }
+KIND_STAGES = {"train_model": ["train_model"]}
+GATE_STAGES = {"gate bootstrap": ["evaluate_gate"]}
 PLAIN, TRAIN_MODEL, PROJECT_TRAIN = "plain lightgbm.train", "setpoint train_model", "Project.train"
 
 
@@ -175,7 +177,11 @@ class Sides:
         shutil.copytree(TEMPLATE, SCRATCH)
         project = Project(self.spec, Store.open(SCRATCH), root=SCRATCH)
         stages: dict[str, float] = {}
-        with instrumented(setpoint.project, PROJECT_STAGES, stages):
+        with (
+            instrumented(setpoint.project, PROJECT_STAGES, stages),
+            instrumented(setpoint.kinds.tabular, KIND_STAGES, stages),
+            instrumented(setpoint.registry.gate, GATE_STAGES, stages),
+        ):
             start = time.perf_counter()
             outcome = project.train()
             seconds = time.perf_counter() - start
