@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from monitor.test_windows import MONDAY, PER_WEEK, log_three_weeks
 
 from _support.cli import run as setpoint
 from _support.serving import build_project, events, free_port
+from monitor.test_windows import MONDAY, PER_WEEK, log_three_weeks
 from setpoint.config.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.config.spec import MonitoringSpec
 from setpoint.monitor.alerts import check_alerts, raise_alerts, redact

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from monitor.test_alerts import build_logged
-from monitor.test_windows import MONDAY, PER_WEEK
 
 from _support.cli import run as setpoint
+from monitor.test_alerts import build_logged
+from monitor.test_windows import MONDAY, PER_WEEK
 from setpoint.errors import MissingExtraError
 from setpoint.monitor.html_report import window_inputs, write_report
 from setpoint.monitor.model_reference import load_reference

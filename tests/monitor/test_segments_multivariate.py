@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from monitor.test_monitor_cli import assert_user_error
-from monitor.test_windows import PER_WEEK, log_three_weeks
 
 from _support.cli import run as setpoint
 from _support.serving import events
+from monitor.test_monitor_cli import assert_user_error
+from monitor.test_windows import PER_WEEK, log_three_weeks
 from setpoint.config.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.config.spec import GatePolicy, ModelRecipe, SplitSpec
 from setpoint.errors import ConfigError, InvalidParameterError

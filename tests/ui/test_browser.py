@@ -22,9 +22,9 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from monitor.test_alerts import build_logged
 
 from _support.serving import REPO, free_port
+from monitor.test_alerts import build_logged
 from setpoint.monitor.runner import monitor_project
 from setpoint.project import Project
 from setpoint.registry.api_keys import create_key
