@@ -1,11 +1,16 @@
-"""Shared fixtures: a store on SQLite, and on PostgreSQL when SETPOINT_TEST_DB_URL is set."""
+"""Shared fixtures: a store on SQLite, and on PostgreSQL when SETPOINT_TEST_DB_URL is set;
+the real January flights, and one flights project trained on them (and a copy of it with
+three weeks of logged traffic), built once per session for every module that needs one.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +19,21 @@ from setpoint.store.artifacts import ArtifactStore
 from setpoint.store.db import Database
 from setpoint.store.workspace import Store
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 PG_URL = os.environ.get("SETPOINT_TEST_DB_URL", "")
+
+# One OpenMP and one BLAS thread in this process and in every process it starts
+# (servers, the command line), unless the caller chose otherwise. The suite runs on
+# 2 cores beside its own servers and other jobs: LightGBM's OpenMP threads spin at
+# each barrier for a thread whose core another process holds, and training gets
+# 20-30 times slower (measured with one busy process: 97 s against 4 s for the same
+# multiclass training); with one thread it runs as fast on a quiet machine. Set
+# here, before any test module loads numpy or LightGBM, which read it once. Tests of
+# thread counts pass ``num_threads`` explicitly, which overrides it.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 
 
 def _pg_url(schema: str) -> str:
@@ -62,3 +81,44 @@ def store_env(db_url: str, tmp_path: Path) -> dict[str, str]:
     env["SETPOINT_DB_URL"] = db_url
     env["SETPOINT_ARTIFACTS_URL"] = str(tmp_path / "artifacts")
     return env
+
+
+# The flights fixtures import pandas (and so numpy) inside: at this module's import the
+# thread variables above are not yet set.
+
+
+@pytest.fixture(scope="session")
+def flight_events(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """The real flights of 1 to 14 January 2013 with their weather; never change it."""
+    from _support.serving import events
+
+    return events(tmp_path_factory.mktemp("flights-cache"))
+
+
+@pytest.fixture(scope="session")
+def flights_project(flight_events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project trained on ``flight_events``: flights@1 champion, flights@2 registered.
+
+    Shared by every module: copy it (``_support.serving.copy_project``) to change it.
+    """
+    from _support.serving import build_project
+
+    root = tmp_path_factory.mktemp("flights-base") / "flights"
+    build_project(root, flight_events)
+    return root
+
+
+@pytest.fixture(scope="session")
+def logged_project(
+    flights_project: Path, flight_events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A copy of ``flights_project`` with three weeks of logged traffic from
+    ``_support.logged.MONDAY``, the third 30 degrees warmer, weeks 1 and 2 labelled.
+
+    Shared by every module: copy it (``shutil.copytree``) to change it, monitoring
+    included, which stores its windows.
+    """
+    from _support.logged import add_logged_weeks
+
+    root = shutil.copytree(flights_project, tmp_path_factory.mktemp("flights-logged") / "flights")
+    return add_logged_weeks(root, flight_events)

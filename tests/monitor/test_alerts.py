@@ -1,9 +1,10 @@
 """Alerts on real monitored windows, stored once and POSTed to a real local webhook.
 
-The log is built as in test_windows.py: three weeks of real held-out flights
-scored by the real model, the third with temperatures +30 degrees, weeks 1 and
-2 partly labelled. Each test works on its own copy of the project folder
-(store and log), so the alerts one test stores do not silence another's.
+The project and its log are the session's ``logged_project`` (tests/conftest.py):
+three weeks of real held-out flights scored by the real model, the third with
+temperatures +30 degrees, weeks 1 and 2 partly labelled. Each test works on its
+own copy of the project folder (store and log), so the alerts one test stores do
+not silence another's.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 import pytest
 
 from _support.cli import run as setpoint
-from _support.serving import build_project, events, free_port
-from monitor.test_windows import MONDAY, PER_WEEK, log_three_weeks
+from _support.logged import MONDAY
+from _support.serving import free_port
 from setpoint.config.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.config.spec import MonitoringSpec
 from setpoint.monitor.alerts import check_alerts, raise_alerts, redact
@@ -29,28 +30,12 @@ from setpoint.monitor.results import MonitorResult
 from setpoint.monitor.runner import monitor_project
 from setpoint.project import Project
 from setpoint.registry.events import list_events
-from setpoint.registry.feedback import record_feedback
-
-
-def build_logged(cache: Path, root: Path) -> Path:
-    """A project at ``root`` with three weeks of logged traffic, the third shifted."""
-    frame = events(cache)
-    build_project(root, frame)
-    project = Project.open(root)
-    pool, _ = log_three_weeks(project, frame)
-    late = [int(v) for v in pool["late"]]
-    feedback = [{"request_id": f"w0-{i}", "label": late[i]} for i in range(300)]
-    feedback += [{"request_id": f"w1-{i}", "label": late[PER_WEEK + i]} for i in range(300)]
-    record_feedback(project.store.db, project="flights", items=feedback)
-    project.store.db.dispose()
-    return root
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The logged project; tests copy it, never change it."""
-    cache = tmp_path_factory.mktemp("cache")
-    return build_logged(cache, tmp_path_factory.mktemp("alerts") / "flights")
+def base(logged_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's copy of the session's logged project; tests copy it, never change it."""
+    return shutil.copytree(logged_project, tmp_path_factory.mktemp("alerts") / "flights")
 
 
 @pytest.fixture(scope="module")

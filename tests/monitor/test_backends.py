@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _support.serving import build_project, events, records
+from _support.serving import build_project, records
 from setpoint.monitor.runner import monitor_project
 from setpoint.project import Project
 from setpoint.registry.feedback import record_feedback
@@ -27,11 +27,15 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def test_monitor_reads_the_log_and_keeps_windows_on_each_backend(
-    db_url: str, store_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_url: str,
+    store_env: dict[str, str],
+    flight_events: pd.DataFrame,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for key, value in store_env.items():
         monkeypatch.setenv(key, value)
-    frame = events(tmp_path / "cache")
+    frame = flight_events
     root = tmp_path / "flights"
     build_project(root, frame.iloc[:3000])
     project = Project.open(root)

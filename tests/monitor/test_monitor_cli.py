@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from _support.cli import run as setpoint
-from _support.serving import build_project, copy_project, events, records, serving
+from _support.serving import copy_project, records, serving
 
 PER_WINDOW = 400
 BATCH = 50
@@ -31,13 +31,11 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *words: str) -> 
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
-    frame = events(tmp_path_factory.mktemp("cache"))
-    root = tmp_path_factory.mktemp("base") / "flights"
-    build_project(root, frame)
-    ordered = frame.sort_values("scheduled_at").reset_index(drop=True)
+def base(flights_project: Path, flight_events: pd.DataFrame) -> tuple[Path, pd.DataFrame]:
+    """The session's flights project (tests copy it) and held-out flights to serve."""
+    ordered = flight_events.sort_values("scheduled_at").reset_index(drop=True)
     pool = ordered.iloc[int(len(ordered) * 0.8) :].sample(3 * PER_WINDOW, random_state=2)
-    return root, pool.reset_index(drop=True)
+    return flights_project, pool.reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")

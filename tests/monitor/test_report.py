@@ -1,12 +1,14 @@
 """The HTML report of a real monitoring run: one file, Plotly inline, nothing from the network.
 
-The project and its log are test_alerts.py's: three weeks of real held-out
-flights, the third with temperatures +30 degrees.
+The project and its log are a copy of the session's ``logged_project``
+(tests/conftest.py): three weeks of real held-out flights, the third with
+temperatures +30 degrees.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -15,8 +17,7 @@ import pandas as pd
 import pytest
 
 from _support.cli import run as setpoint
-from monitor.test_alerts import build_logged
-from monitor.test_windows import MONDAY, PER_WEEK
+from _support.logged import MONDAY, PER_WEEK
 from setpoint.errors import MissingExtraError
 from setpoint.monitor.html_report import window_inputs, write_report
 from setpoint.monitor.results import MonitorResult
@@ -30,8 +31,8 @@ NETWORK = re.compile(
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    root = build_logged(tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("r") / "flights")
+def project(logged_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
+    root = shutil.copytree(logged_project, tmp_path_factory.mktemp("r") / "flights")
     return Project.open(root)
 
 

@@ -16,12 +16,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from _support.cli import run as setpoint
-from _support.serving import events
+from _support.logged import PER_WEEK, log_three_weeks
 from monitor.test_monitor_cli import assert_user_error
-from monitor.test_windows import PER_WEEK, log_three_weeks
 from setpoint.config.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.config.spec import GatePolicy, ModelRecipe, SplitSpec
 from setpoint.errors import ConfigError, InvalidParameterError
@@ -35,9 +35,8 @@ MIN_ROWS = 40  # the spec's gate.min_segment_rows: a few carriers reach it in a 
 ABSENT = "terminal"  # a segment column no request carries
 
 
-def build(cache: Path, root: Path) -> tuple[Path, str]:
+def build(frame: pd.DataFrame, root: Path) -> tuple[Path, str]:
     """The logged project at ``root`` and the carrier whose labels were turned around."""
-    frame = events(cache)
     root.mkdir(parents=True)
     spec = quickstart_spec().model_copy(
         update={
@@ -77,8 +76,10 @@ def build(cache: Path, root: Path) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    return build(tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("seg") / "flights")
+def logged(
+    flight_events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
+    return build(flight_events, tmp_path_factory.mktemp("seg") / "flights")
 
 
 @pytest.fixture(scope="module")

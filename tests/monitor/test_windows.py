@@ -2,7 +2,8 @@
 
 The log is a real ``LocalPredictionLog`` written with explicit times (the server
 would stamp its own clock), holding real held-out January flights scored by
-the real model; the third week's temperatures are shifted by +30 degrees.
+the real model (a copy of the session's flights project); the third week's
+temperatures are shifted by +30 degrees.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _support.serving import build_project, events, records
+from _support.logged import MONDAY, PER_WEEK, held_out, log_rows
+from _support.serving import copy_project
 from setpoint.errors import ConfigError, StoreError
 from setpoint.kinds.protocol import REFERENCE_FILE
 from setpoint.kinds.tabular import TABULAR
@@ -31,75 +33,13 @@ from setpoint.registry.stored_windows import load_windows
 from setpoint.traffic.frames import load_traffic
 from setpoint.traffic.local_log import LocalPredictionLog
 
-MONDAY = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
-PER_WEEK = 400
-
-
-def held_out(frame: pd.DataFrame) -> pd.DataFrame:
-    """The latest 20% of the flights: the rows the model's reference summarises."""
-    ordered = frame.sort_values("scheduled_at").reset_index(drop=True)
-    return ordered.iloc[int(len(ordered) * 0.8) :].reset_index(drop=True)
-
-
-def log_rows(
-    project: Project,
-    rows: pd.DataFrame,
-    *,
-    start: datetime,
-    shift: float = 0.0,
-    prefix: str,
-    role: str = "champion",
-    version: int = 1,
-) -> list[dict[str, Any]]:
-    model = project.load_model(version)
-    recs = records(rows, len(rows))
-    for rec in recs:
-        if shift and rec["temp"] is not None:
-            rec["temp"] += shift
-    scored = pd.DataFrame(recs).assign(temp=lambda f: pd.to_numeric(f["temp"]))
-    scores = np.asarray(model.predict_scores(scored))
-    step = timedelta(days=7) / len(recs)
-    return [
-        {
-            "request_id": f"{prefix}{i}",
-            "index": 0,
-            "entity_id": rec["flight_id"],
-            "time": start + i * step,
-            "model_version": str(version),
-            "role": role,
-            "inputs": rec,
-            "output": {"label": bool(score >= model.threshold_value), "score": float(score)},
-            "latency_ms": 1.0,
-        }
-        for i, (rec, score) in enumerate(zip(recs, scores, strict=True))
-    ]
-
-
-def log_three_weeks(
-    project: Project, frame: pd.DataFrame
-) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Log three weeks of held-out flights from MONDAY, the third 30 degrees warmer;
-    the flights (in logged order) and the logged rows, request ids ``w<week>-<i>``."""
-    pool = held_out(frame).sample(3 * PER_WEEK, random_state=1).reset_index(drop=True)
-    rows: list[dict[str, Any]] = []
-    for week in range(3):
-        rows += log_rows(
-            project,
-            pool.iloc[week * PER_WEEK : (week + 1) * PER_WEEK],
-            start=MONDAY + timedelta(days=7 * week),
-            prefix=f"w{week}-",
-            shift=30.0 if week == 2 else 0.0,
-        )
-    with LocalPredictionLog(project.store.home / "predictions" / "flights" / "w0") as plog:
-        plog.append_many(rows)
-    return pool, rows
-
 
 @pytest.fixture(scope="module")
-def monitored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, pd.DataFrame]:
-    frame = events(tmp_path_factory.mktemp("cache"))
-    root = tmp_path_factory.mktemp("watch") / "flights"
-    build_project(root, frame)
+def monitored(
+    flights_project: Path, flight_events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Project, pd.DataFrame]:
+    frame = flight_events
+    root = copy_project(flights_project, tmp_path_factory.mktemp("watch") / "flights")
     project = Project.open(root)
     pool = held_out(frame).sample(3 * PER_WEEK + 60, random_state=1).reset_index(drop=True)
     weeks = [pool.iloc[i * PER_WEEK : (i + 1) * PER_WEEK] for i in range(3)]

@@ -35,9 +35,9 @@ CONFIG = SchemathesisConfig.from_dict(
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_input_breaks_the_server(
-    base_project: Path, tmp_path: Path, mode: GenerationMode
+    flights_project: Path, tmp_path: Path, mode: GenerationMode
 ) -> None:
-    root = copy_project(base_project, tmp_path / "flights")
+    root = copy_project(flights_project, tmp_path / "flights")
     with serving(root) as server:
         schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", config=CONFIG)
         operations = [result.ok() for result in schema.get_all_operations()]

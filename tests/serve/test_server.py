@@ -205,12 +205,12 @@ def test_models_health_and_metrics(server: ServerProcess, flights: pd.DataFrame)
     assert 'setpoint_request_duration_seconds_count{endpoint="predict"} 2' in text
 
 
-def test_no_champion_means_not_ready(tmp_path: Path, base_project: Path) -> None:
+def test_no_champion_means_not_ready(tmp_path: Path, flights_project: Path) -> None:
     from setpoint.config.loader import SPEC_FILE
 
     root = tmp_path / "empty"
     root.mkdir()
-    (root / SPEC_FILE).write_bytes((base_project / SPEC_FILE).read_bytes())
+    (root / SPEC_FILE).write_bytes((flights_project / SPEC_FILE).read_bytes())
     with serving(root, ready=False) as server:
         check_error_shape(httpx.get(f"{server.url}/readyz"), 503, "not_ready")
         check_error_shape(post(server, "/v1/predict", {"records": [{}]}), 503, "not_ready")

@@ -78,6 +78,9 @@ def test_regression_on_arrival_delay(flights: pd.DataFrame) -> None:
 def test_multiclass_predicts_the_origin_airport(
     flights: pd.DataFrame, recipe: ModelRecipe, metric: str
 ) -> None:
+    # 10k of the 30k flights: three classes, every carrier and most destinations, and a
+    # fifth of the training time (the carrier and destination all but name the airport).
+    flights = flights.iloc[:10_000]
     result = train_model(
         flights,
         task=Task.MULTICLASS,

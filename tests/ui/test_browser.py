@@ -24,7 +24,6 @@ import pandas as pd
 import pytest
 
 from _support.serving import REPO, free_port
-from monitor.test_alerts import build_logged
 from setpoint.monitor.runner import monitor_project
 from setpoint.project import Project
 from setpoint.registry.api_keys import create_key
@@ -47,8 +46,8 @@ CHARTS = {"/": 0, "/monitoring": 2, "/events": 1, "/quality": 1, "/models/1": 0}
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = build_logged(tmp_path_factory.mktemp("cache"), tmp_path_factory.mktemp("ui") / "flights")
+def root(logged_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = shutil.copytree(logged_project, tmp_path_factory.mktemp("ui") / "flights")
     project = Project.open(root)
     monitor_project(project, window="1w", clock="served")
     # A batch with bad rows, so that the data-quality page has reasons and examples.
