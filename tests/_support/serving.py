@@ -144,15 +144,16 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float = 60.0, *, path: str = "/readyz") -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited: {self.log()}")
-            try:
-                if httpx.get(f"{self.url}{path}", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+        with httpx.Client(timeout=1.0) as http:  # one client: each new one costs ~20 ms
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the server exited: {self.log()}")
+                try:
+                    if http.get(f"{self.url}{path}").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
         raise RuntimeError(f"the server was not ready in {timeout} s: {self.log()}")
 
     def log(self) -> str:

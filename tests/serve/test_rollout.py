@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,10 +33,10 @@ def point(project: Project, alias: str, version: int | None) -> None:
         )
 
 
-def wait_for_version(server: ServerProcess, role: str, version: int | None) -> None:
+def wait_for_version(http: httpx.Client, role: str, version: int | None) -> None:
     deadline = time.monotonic() + 10
     while True:
-        serving_now = httpx.get(f"{server.url}/v1/models").json()["serving"]
+        serving_now = http.get("/v1/models").json()["serving"]
         current = serving_now[role] and serving_now[role]["version"]
         if current == version:
             return
@@ -42,20 +44,25 @@ def wait_for_version(server: ServerProcess, role: str, version: int | None) -> N
         time.sleep(0.1)
 
 
-def predict(server: ServerProcess, flights: pd.DataFrame, i: int) -> httpx.Response:
-    response = httpx.post(
-        f"{server.url}/v1/predict", json={"records": records(flights, 1, start=i)}
-    )
+def predict(http: httpx.Client, flights: pd.DataFrame, i: int) -> httpx.Response:
+    response = http.post("/v1/predict", json={"records": records(flights, 1, start=i)})
     assert response.status_code == 200, response.text
     return response
 
 
+@contextmanager
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    """One client (and its connection) for a test's requests, as an application keeps one."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        yield http
+
+
 def test_shadow_is_logged_never_returned(project_dir: Path, flights: pd.DataFrame) -> None:
     project = Project.open(project_dir)
-    with serving(project_dir) as server:
+    with serving(project_dir) as server, client(server) as http:
         point(project, "shadow", 2)
-        wait_for_version(server, "shadow", 2)
-        answers = [predict(server, flights, i).json() for i in range(30)]
+        wait_for_version(http, "shadow", 2)
+        answers = [predict(http, flights, i).json() for i in range(30)]
         assert {a["model_version"] for a in answers} == {1}
         time.sleep(0.5)  # shadow rows are written after the answer
         server.kill()
@@ -78,11 +85,11 @@ def test_shadow_is_logged_never_returned(project_dir: Path, flights: pd.DataFram
 def test_canary_takes_a_sticky_share(project_dir: Path, flights: pd.DataFrame) -> None:
     set_serving(project_dir, canary={"share": 0.3, "max_p99_ms": 10_000, "min_requests": 5})
     project = Project.open(project_dir)
-    with serving(project_dir) as server:
+    with serving(project_dir) as server, client(server) as http:
         point(project, "canary", 2)
-        wait_for_version(server, "canary", 2)
-        first = [predict(server, flights, i).json()["model_version"] for i in range(200)]
-        again = [predict(server, flights, i).json()["model_version"] for i in range(200)]
+        wait_for_version(http, "canary", 2)
+        first = [predict(http, flights, i).json()["model_version"] for i in range(200)]
+        again = [predict(http, flights, i).json()["model_version"] for i in range(200)]
     assert first == again  # the same flight always meets the same model
     share = first.count(2) / len(first)
     assert 0.15 < share < 0.45, share
@@ -94,12 +101,12 @@ def test_a_canary_that_breaks_the_policy_is_pulled(
     # No model answers in a microsecond: the latency rule must trip.
     set_serving(project_dir, canary={"share": 0.5, "max_p99_ms": 0.001, "min_requests": 10})
     project = Project.open(project_dir)
-    with serving(project_dir) as server:
+    with serving(project_dir) as server, client(server) as http:
         point(project, "canary", 2)
-        wait_for_version(server, "canary", 2)
-        versions = [predict(server, flights, i).json()["model_version"] for i in range(200)]
-        wait_for_version(server, "canary", None)
-        after = [predict(server, flights, i).json()["model_version"] for i in range(200, 260)]
+        wait_for_version(http, "canary", 2)
+        versions = [predict(http, flights, i).json()["model_version"] for i in range(200)]
+        wait_for_version(http, "canary", None)
+        after = [predict(http, flights, i).json()["model_version"] for i in range(200, 260)]
     assert versions.count(2) == 10  # exactly min_requests, then it was pulled at once
     assert set(after) == {1}
     assert project.aliases().get("canary") is None

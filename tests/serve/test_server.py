@@ -1,23 +1,40 @@
-"""`setpoint serve` as a client sees it: a real server process on loopback."""
+"""`setpoint serve` as a client sees it: a real server process on loopback.
+
+A test that counts what a server logged, stored or measured, or that changes its
+champion, starts its own (``server``); the others ask one server of the module
+(``shared``), since its answers to them do not depend on what it answered before.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
-from _support.serving import ServerProcess, records, serving, set_serving
+from _support.serving import ServerProcess, copy_project, records, serving, set_serving
 from setpoint.project import Project
 from setpoint.registry.api_keys import create_key
 from setpoint.traffic.local_log import LocalPredictionLog
 
 
 @pytest.fixture
-def server(project_dir: Path) -> ServerProcess:
+def server(project_dir: Path) -> Iterator[ServerProcess]:
+    """A server of the test's own copy of the project."""
     with serving(project_dir) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared(
+    flights_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One server for the module's tests that neither count nor change its state."""
+    root = copy_project(flights_project, tmp_path_factory.mktemp("shared") / "flights")
+    with serving(root) as running:
         yield running
 
 
@@ -77,9 +94,9 @@ def test_predicts_one_and_many_and_logs_each_before_answering(
 
 
 def test_explain_returns_contributions_that_add_up(
-    server: ServerProcess, flights: pd.DataFrame
+    shared: ServerProcess, flights: pd.DataFrame
 ) -> None:
-    response = post(server, "/v1/predict?explain=true", {"records": records(flights, 3)})
+    response = post(shared, "/v1/predict?explain=true", {"records": records(flights, 3)})
     assert response.status_code == 200
     for prediction in response.json()["predictions"]:
         contributions = prediction["contributions"]
@@ -88,21 +105,21 @@ def test_explain_returns_contributions_that_add_up(
         assert sizes == sorted(sizes, reverse=True)
         assert {c["feature"] for c in contributions} <= set(flights.columns)
     check_error_shape(
-        post(server, "/v1/predict?explain=maybe", {"records": records(flights, 1)}),
+        post(shared, "/v1/predict?explain=maybe", {"records": records(flights, 1)}),
         400,
         "invalid_request",
     )
 
 
 def test_bad_records_get_422_naming_every_bad_field(
-    server: ServerProcess, flights: pd.DataFrame
+    shared: ServerProcess, flights: pd.DataFrame
 ) -> None:
     bad = records(flights, 3)
     bad[0]["temp"] = 1e6
     bad[1]["carrier"] = ["UA"]
     del bad[2]["distance"]
     bad[2]["wind_speed"] = "NaN"
-    error = check_error_shape(post(server, "/v1/predict", {"records": bad}), 422, "invalid_request")
+    error = check_error_shape(post(shared, "/v1/predict", {"records": bad}), 422, "invalid_request")
     found = {(e["record"], e["field"], e["kind"]) for e in error["errors"]}
     assert found == {
         (0, "temp", "out_of_range"),
@@ -133,48 +150,48 @@ def test_bad_records_get_422_naming_every_bad_field(
     ],
 )
 def test_malformed_requests_get_the_error_shape(
-    server: ServerProcess, content: bytes, headers: dict[str, str], status: int, kind: str
+    shared: ServerProcess, content: bytes, headers: dict[str, str], status: int, kind: str
 ) -> None:
-    response = httpx.post(f"{server.url}/v1/predict", content=content, headers=headers)
+    response = httpx.post(f"{shared.url}/v1/predict", content=content, headers=headers)
     check_error_shape(response, status, kind)
 
 
-def test_oversized_bodies_and_batches_get_413(server: ServerProcess, flights: pd.DataFrame) -> None:
+def test_oversized_bodies_and_batches_get_413(shared: ServerProcess, flights: pd.DataFrame) -> None:
     huge = b'{"records": [' + b"1," * (3 * 2**20) + b"1]}"
     check_error_shape(
         httpx.post(
-            f"{server.url}/v1/predict", content=huge, headers={"content-type": "application/json"}
+            f"{shared.url}/v1/predict", content=huge, headers={"content-type": "application/json"}
         ),
         413,
         "too_large",
     )
     many = records(flights, 1) * 1001
-    check_error_shape(post(server, "/v1/predict", {"records": many}), 413, "too_large")
+    check_error_shape(post(shared, "/v1/predict", {"records": many}), 413, "too_large")
 
 
-def test_unknown_paths_and_methods_get_the_error_shape(server: ServerProcess) -> None:
-    check_error_shape(httpx.get(f"{server.url}/v2/nothing"), 404, "not_found")
-    check_error_shape(httpx.get(f"{server.url}/v1/predict"), 405, "method_not_allowed")
+def test_unknown_paths_and_methods_get_the_error_shape(shared: ServerProcess) -> None:
+    check_error_shape(httpx.get(f"{shared.url}/v2/nothing"), 404, "not_found")
+    check_error_shape(httpx.get(f"{shared.url}/v1/predict"), 405, "method_not_allowed")
 
 
-def test_the_dashboard_is_served_at_ui(server: ServerProcess) -> None:
-    page = httpx.get(f"{server.url}/ui/")
+def test_the_dashboard_is_served_at_ui(shared: ServerProcess) -> None:
+    page = httpx.get(f"{shared.url}/ui/")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "<h1>Overview</h1>" in page.text
     assert "flights@1" in page.text
-    bundle = httpx.get(f"{server.url}/ui/static/plotly.min.js")
+    bundle = httpx.get(f"{shared.url}/ui/static/plotly.min.js")
     assert bundle.status_code == 200
     assert len(bundle.content) > 1_000_000  # Plotly itself, from the installed package
     # The dashboard's own pages answer in HTML; the API keeps its JSON error shape.
-    assert httpx.get(f"{server.url}/ui/models/9").status_code == 404
-    check_error_shape(httpx.get(f"{server.url}/v2/ui"), 404, "not_found")
+    assert httpx.get(f"{shared.url}/ui/models/9").status_code == 404
+    check_error_shape(httpx.get(f"{shared.url}/v2/ui"), 404, "not_found")
 
 
-def test_openapi_document_describes_each_feature(server: ServerProcess, project_dir: Path) -> None:
-    doc = httpx.get(f"{server.url}/openapi.json").json()
+def test_openapi_document_describes_each_feature(shared: ServerProcess) -> None:
+    doc = httpx.get(f"{shared.url}/openapi.json").json()
     record = doc["components"]["schemas"]["Record"]
-    temp = Project.open(project_dir).spec.features["temp"]
+    temp = Project.open(shared.root).spec.features["temp"]
     assert (record["properties"]["temp"]["minimum"], record["properties"]["temp"]["maximum"]) == (
         temp.min,
         temp.max,
@@ -294,11 +311,11 @@ def test_keyed_predict(project_dir: Path, flights: pd.DataFrame) -> None:
 
 
 def test_an_unseen_category_is_scored_and_flagged(
-    server: ServerProcess, flights: pd.DataFrame
+    shared: ServerProcess, flights: pd.DataFrame
 ) -> None:
     record = records(flights, 1)[0]
     record["dest"] = "ABQ"  # a route that opened after the training data
-    response = post(server, "/v1/predict", {"records": [record]})
+    response = post(shared, "/v1/predict", {"records": [record]})
     assert response.status_code == 200, response.text
     [prediction] = response.json()["predictions"]
     assert [(f["field"], f["kind"]) for f in prediction["flags"]] == [("dest", "unseen_category")]
