@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from setpoint.autopilot.loop import queue_retrain
 from setpoint.errors import ApiError, SetpointError, http_status
 from setpoint.project import Project
 from setpoint.registry import aliases as alias_ops
@@ -109,6 +108,10 @@ def perform(project: Project, action: str, form: dict[str, str]) -> str:
             back = project.rollback(reason=reason)
             return f"The champion is back to {project.name}@{back}."
         asked = utcnow()
+        # Imported here: every server worker imports the dashboard, and only this
+        # action needs the autopilot's loop (and the monitoring it pulls in).
+        from setpoint.autopilot.loop import queue_retrain
+
         job, _ = queue_retrain(
             project,
             key=f"retrain:dashboard:{asked:%Y%m%dT%H%M%S%f}",
