@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from _support.serving import REPO, build_project, events, records
+from _support.serving import REPO, build_project, copy_project, records
 from setpoint.autopilot.loop import RETRAIN, Autopilot
 from setpoint.config.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.config.policy import AutopilotPolicy
@@ -113,14 +113,14 @@ def _log(
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
-    frame = events(tmp_path_factory.mktemp("cache"))
-    root = tmp_path_factory.mktemp("autopilot") / "flights"
-    build_project(root, frame)
+def base(
+    flights_project: Path, flight_events: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, pd.DataFrame]:
+    root = copy_project(flights_project, tmp_path_factory.mktemp("autopilot") / "flights")
     # Without a policy: each test writes the one it needs.
     spec = load_spec(root / SPEC_FILE).model_copy(update={"autopilot": None})
     (root / SPEC_FILE).write_text(dump_spec(spec), encoding="utf-8")
-    return root, frame
+    return root, flight_events
 
 
 @pytest.fixture

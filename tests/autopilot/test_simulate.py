@@ -20,8 +20,13 @@ from setpoint.quickstart.build import quickstart_spec
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object], str]:
     root = tmp_path_factory.mktemp("simulate")
-    spec = quickstart_spec().model_copy(
+    spec = quickstart_spec()
+    spec = spec.model_copy(
         update={
+            # A small model: this checks the replay's orchestration, not how good it gets.
+            "model": spec.model.model_copy(
+                update={"params": {"n_estimators": 60, "num_leaves": 15}}
+            ),
             "autopilot": AutopilotPolicy.model_validate(
                 {
                     "triggers": {"schedule": "10d"},
