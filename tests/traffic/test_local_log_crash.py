@@ -270,6 +270,7 @@ def _syscalls(trace: str) -> list[tuple[str, str, str]]:
     pending: dict[str, str] = {}
     for line in trace.splitlines():
         pid, _, text = line.partition(" ")
+        text = text.lstrip()  # strace pads short process ids
         if text.endswith("<unfinished ...>"):
             pending[pid] = text.removesuffix("<unfinished ...>")
             continue
