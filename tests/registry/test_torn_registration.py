@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from setpoint.config.spec import ProjectSpec
 from setpoint.errors import ArtifactIntegrityError, NotFoundError
+from setpoint.registry.datasets import ingest, load_dataset
 from setpoint.registry.events import list_events
 from setpoint.registry.models import get_version, list_versions, load_artifacts, register_model
 from setpoint.registry.projects import upsert_project
@@ -83,3 +85,17 @@ def test_a_torn_blob_at_its_address_is_written_again(store: Store) -> None:
         path.write_bytes(data[: len(data) // 2] if name == "model.txt" else data)
     number = register(store, FILES)
     assert load_artifacts(store, get_version(store, project="p", version=number)) == FILES
+
+
+def test_a_dataset_row_whose_blob_was_cut_short_is_refused_on_load(store: Store) -> None:
+    spec = ProjectSpec(project="p", task="regression", target="y")
+    frame = pd.DataFrame({"x": [float(i) for i in range(200)], "y": [i % 7 for i in range(200)]})
+    stored = ingest(store, spec, frame, label="batch.csv").dataset
+    path = Path(store.artifacts.path_of(stored.artifact))
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ArtifactIntegrityError) as info:
+        load_dataset(store, project="p")
+    message = str(info.value)
+    assert "p/events v1 (batch.csv)" in message
+    assert str(path) in message
+    assert stored.artifact in message
