@@ -293,6 +293,53 @@ def test_killed_mid_retrain_is_retried_once(
     assert made == [3]
 
 
+def test_killed_after_registering_is_retried_without_a_second_model(
+    project: Project, base: tuple[Path, pd.DataFrame]
+) -> None:
+    _log(project, _flights(base, 400), start=T0 - timedelta(hours=8), prefix="a", served=1)
+    script = (
+        "import sys; from datetime import datetime; "
+        "from setpoint.project import Project; from setpoint.autopilot.loop import Autopilot; "
+        "Autopilot(Project.open(sys.argv[1]), owner='doomed', lease_s=60)"
+        ".tick(now=datetime.fromisoformat(sys.argv[2]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(project.root), T0.isoformat()], env=env
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not any("autopilot" in v.lineage for v in project.versions()):
+            if child.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the child registered no model (exit status {child.returncode})")
+            time.sleep(0.01)
+        # The child's next write (the gate's decision with the job's stage) waits for this
+        # transaction's lock, so the kill lands after the registration, before the job moved.
+        with project.store.db.write():
+            (claimed,) = jobs.list_jobs(project.store.db, project=project.name)
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert (claimed.status, claimed.stage, claimed.owner) == ("running", None, "doomed")
+    assert [v.version for v in project.versions()] == [1, 2, 3]
+
+    survivor = Autopilot(project, owner="survivor")
+    assert survivor.tick(now=T0 + timedelta(seconds=61)) == []  # the crash backs off
+    said = survivor.tick(now=T0 + timedelta(seconds=121))
+    assert said[0] == "retrained flights@3: gate passed", said
+    job = jobs.get_job(project.store.db, project=project.name, job_id=claimed.id)
+    assert (job.stage, job.state["version"]) == ("shadow", 3)
+    made = [v.version for v in project.versions() if "autopilot" in v.lineage]
+    assert made == [3]  # the retry found the model the killed attempt registered
+    assert project.aliases() == {"champion": 1, "shadow": 3}
+    registered = [e.payload["version"] for e in project.events(kind="model_registered")]
+    assert sorted(registered) == [1, 2, 3]
+
+
 def test_the_command_line(project: Project, base: tuple[Path, pd.DataFrame]) -> None:
     from _support.cli import run
 

@@ -1,4 +1,4 @@
-"""kill -9 at random instants of ingesting, training and registering leaves a consistent store."""
+"""kill -9 inside ingesting, training and registering leaves a consistent store."""
 
 from __future__ import annotations
 
@@ -43,14 +43,18 @@ CHILD = textwrap.dedent(
         model=ModelRecipe(params={"n_estimators": 40}, split=SplitSpec(valid_fraction=0.2)),
     )
     project = Project(spec, Store.open(root), root=root)
-    for step in range(10_000):
+    # each phase is announced as it starts: the parent kills inside the one it chose
+    for step in range(int(sys.argv[2]), 10_000):
         month = 1 + step % 12
         day = 1 + (step // 12) % 28
         batch = weather[(weather["month"] == month) & (weather["day"] >= day)]
+        print("ingest", step, flush=True)
         project.ingest(batch.reset_index(drop=True))
         if step % 3 == 2:
+            print("train", step, flush=True)
             project.train()
         files = {f"part{i}": bytes([step % 251]) * 3_000_000 + bytes([i]) for i in range(3)}
+        print("register", step, flush=True)
         register_model(project.store, project="weather", kind="test/v1", files=files,
                        lineage={"step": step}, metrics={}, params={})
         print("step", step, flush=True)
@@ -91,23 +95,41 @@ def test_kill_9_mid_write_leaves_old_or_new_state(
     store: Store, store_env: dict[str, str], tmp_path: Path
 ) -> None:
     rng = random.Random(7)
-    kills = 0
-    for _ in range(6):
+    landed: list[str] = []
+    start = 0
+    for run in range(6):
+        phase = ("ingest", "register", "train")[run % 3]
+        # one whole step first, so that each run also stores something; every third trains
+        target = next(n for n in range(start + 1, start + 4) if n % 3 == 2 or phase != "train")
+        # within the phase: ingesting and registering take some 40-90 ms, training seconds
+        delay = rng.uniform(0, 0.3 if phase == "train" else 0.02)
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(tmp_path)],
+            [sys.executable, "-c", CHILD, str(tmp_path), str(start)],
             env=store_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(rng.uniform(1.5, 5.0))
-        if child.poll() is None:
-            os.kill(child.pid, signal.SIGKILL)
-            kills += 1
-        _, err = child.communicate(timeout=60)
+        assert child.stdout is not None
+        marker = f"{phase} {target}"
+        seen: list[str] = []
+        while marker not in seen:
+            line = child.stdout.readline()
+            if not line:
+                _, err = child.communicate(timeout=60)
+                pytest.fail(f"the child ended before {marker!r}: {err[-2000:]}")
+            seen.append(line.strip())
+        time.sleep(delay)
+        os.kill(child.pid, signal.SIGKILL)
+        out, err = child.communicate(timeout=60)
         assert child.returncode == -signal.SIGKILL, err[-2000:]
+        printed = seen + [line.strip() for line in out.splitlines()]
+        if printed[-1] == marker:  # the phase never finished: the kill landed inside it
+            landed.append(phase)
         _check_consistent(store)
+        start = target + 1
     n_batches, n_models = _check_consistent(store)
-    assert kills == 6
+    # a kill that lands between two phases, or before the imports end, tests nothing
+    assert set(landed) == {"ingest", "register", "train"}, landed
     assert n_batches > 0
     assert n_models > 0

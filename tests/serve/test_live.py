@@ -125,6 +125,7 @@ def test_kill_9_with_postgresql_log(
     store.db.dispose()
     assert answered <= set(logged)
     assert len(logged) == len(set(logged))
+    assert load.failures  # the kill really happened under load: requests were cut off
 
 
 @pytest.mark.parametrize("workers", [1, 2])

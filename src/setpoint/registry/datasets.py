@@ -29,7 +29,7 @@ from setpoint.config.spec import ProjectSpec, SourceSpec
 from setpoint.data.schema import Schema, check_feature_types, infer_schema
 from setpoint.data.sources import read_source
 from setpoint.data.validate import ValidationReport, validate_batch
-from setpoint.errors import BatchRefusedError, NotFoundError, SchemaError
+from setpoint.errors import ArtifactIntegrityError, BatchRefusedError, NotFoundError, SchemaError
 from setpoint.registry.events import record_event
 from setpoint.registry.projects import ensure_project, lock_project, upsert_project
 from setpoint.store.tables import datasets, quarantine, schemas, utcnow
@@ -229,7 +229,7 @@ def load_dataset(
             )
         batches = [b for b in batches if b.version <= version]
     tables = [
-        pq.read_table(io.BytesIO(store.artifacts.get_bytes(b.artifact)), columns=columns)
+        pq.read_table(io.BytesIO(_batch_bytes(store, b, f"{project}/{name}")), columns=columns)
         for b in batches
     ]
     try:
@@ -237,6 +237,16 @@ def load_dataset(
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         raise _incompatible(tables, batches, f"{project}/{name}") from None
     return frame, batches
+
+
+def _batch_bytes(store: Store, batch: DatasetVersion, dataset: str) -> bytes:
+    try:
+        return store.artifacts.get_bytes(batch.artifact)
+    except ArtifactIntegrityError as exc:
+        # the store's message names the file's path; the reader needs the batch too
+        raise ArtifactIntegrityError(
+            f"Dataset {dataset} v{batch.version} ({batch.source}): {exc}", sha256=batch.artifact
+        ) from None
 
 
 def _incompatible(

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from setpoint._json import jsonable
-from setpoint.errors import NotFoundError
+from setpoint.errors import ArtifactIntegrityError, NotFoundError
 from setpoint.registry.events import record_event
 from setpoint.registry.projects import lock_project
 from setpoint.store.tables import model_versions, utcnow
@@ -135,4 +135,13 @@ def list_versions(store: Store, *, project: str) -> list[ModelVersion]:
 
 def load_artifacts(store: Store, version: ModelVersion) -> dict[str, bytes]:
     """Every artifact of ``version``, each checked against its sha256 first."""
-    return {name: store.artifacts.get_bytes(sha) for name, sha in version.artifacts.items()}
+    files: dict[str, bytes] = {}
+    for name, sha in version.artifacts.items():
+        try:
+            files[name] = store.artifacts.get_bytes(sha)
+        except ArtifactIntegrityError as exc:
+            # the store's message names the file's path; the reader needs the model too
+            raise ArtifactIntegrityError(
+                f"Model {version.project}@{version.version}, file {name!r}: {exc}", sha256=sha
+            ) from None
+    return files

@@ -63,10 +63,14 @@ class ArtifactStore:
         return bool(self._fs.exists(self.path_of(sha256)))
 
     def put_bytes(self, data: bytes) -> str:
-        """Store ``data``; return its sha256. Storing the same bytes twice is a no-op."""
+        """Store ``data``; return its sha256. Storing the same bytes twice is a no-op,
+        unless the stored copy is shorter or longer than ``data``: then it is replaced."""
         sha256 = sha256_bytes(data)
         target = self.path_of(sha256)
-        if self._fs.exists(target):
+        # A file at the address is trusted only at its full size: one cut short (a copy of
+        # the store interrupted, a filesystem that kept the rename but not the data) is
+        # written again rather than pointed to by a new record.
+        if self._fs.exists(target) and self._fs.size(target) == len(data):
             return sha256
         if self._local:
             _atomic_local_write(Path(target), data)
