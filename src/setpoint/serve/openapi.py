@@ -134,6 +134,16 @@ def openapi_document(
     keyed = serving.predict_auth == "key"
     auth: list[dict[str, list[str]]] = [{"apiKey": []}] if keyed else []
     open_codes = ("400", "413", "415", "422", "503", *(("401", "403") if keyed else ()))
+    feedback_keyed = (serving.feedback_auth or serving.predict_auth) == "key"
+    feedback_auth: list[dict[str, list[str]]] = [{"apiKey": []}] if feedback_keyed else []
+    feedback_codes = (
+        "400",
+        "409",
+        "413",
+        "415",
+        "422",
+        *(("401", "403") if feedback_keyed else ()),
+    )
     text = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL in text
     label = {"type": ["boolean", "number", "string"], "pattern": text}
     # RFC 3339 times from 1900 on: a year-1 time with a positive offset has no UTC
@@ -174,6 +184,10 @@ def openapi_document(
         "additionalProperties": False,
     }
     feedback_item = {"oneOf": [by_request, by_entity]}
+    # Each item is judged on its own: one of another shape is answered in "rejected" while
+    # the others are stored, so the request accepts any item and FeedbackItem says which
+    # are taken.
+    any_item = {"description": "A FeedbackItem; an item of another shape is listed in 'rejected'."}
     predict = {
         "summary": "Score records",
         "parameters": [
@@ -191,8 +205,8 @@ def openapi_document(
     feedback = {
         "summary": "Store true outcomes",
         "requestBody": {"required": True, "content": _json("FeedbackRequest")},
-        "responses": _responses("FeedbackResponse", *open_codes, "409"),
-        "security": auth,
+        "responses": _responses("FeedbackResponse", *feedback_codes),
+        "security": feedback_auth,
     }
     simple = {"type": "object"}
     return {
@@ -239,16 +253,39 @@ def openapi_document(
                     "type": "object",
                     "required": ["feedback"],
                     "additionalProperties": False,
-                    "properties": {
-                        "feedback": {"type": "array", "minItems": 1, "items": feedback_item}
-                    },
+                    "properties": {"feedback": {"type": "array", "minItems": 1, "items": any_item}},
                 },
+                "FeedbackItem": feedback_item,
                 "FeedbackResponse": {
                     "type": "object",
-                    "required": ["stored", "duplicates"],
+                    "required": ["stored", "duplicates", "conflicts", "rejected"],
                     "properties": {
                         "stored": {"type": "integer"},
                         "duplicates": {"type": "integer"},
+                        "conflicts": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["record", "key", "stored", "sent"],
+                                "properties": {
+                                    "record": {"type": "integer"},
+                                    "key": {"type": "string"},
+                                    "stored": {},
+                                    "sent": label,
+                                },
+                            },
+                        },
+                        "rejected": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["record", "errors"],
+                                "properties": {
+                                    "record": {"type": ["integer", "null"]},
+                                    "errors": {"type": "array", "items": {"type": "object"}},
+                                },
+                            },
+                        },
                     },
                 },
                 "Object": simple,
