@@ -281,7 +281,7 @@ def test_feedback_is_idempotent_and_judged_item_by_item(
         {"entity_id": f"flight-{i}", "label": i % 2} for i in range(1000)
     ]
     batch[321]["label"] = "banana"
-    batch[654]["label"] = True  # the JSON forms of a class are accepted: true is 1
+    batch[654]["label"] = 1.0  # one JSON number: the class 1
     answer = post(server, "/v1/feedback", {"feedback": batch})
     assert answer.status_code == 200, answer.text
     body = answer.json()

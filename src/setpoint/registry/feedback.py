@@ -4,7 +4,14 @@ Each item names a prediction by ``request_id`` (plus ``index`` in its batch) or
 by ``entity_id`` and gives its ``label``. The item's *key* (``req:<request_id>:<index>``
 or ``ent:<entity_id>``) is unique per project, which is what lets a client retry
 freely: posting the same label again is a duplicate and changes nothing, while a
-different label for a stored key is a conflict and nothing of that call is stored.
+different label for a stored key (or for a key given earlier in the same call) is a
+conflict of that item alone.
+
+Each item is judged on its own: a bad or conflicting item is reported by its
+position and the good ones are stored, so one stray item never costs a batch. With
+a ``LabelRule`` (the served model's target), a label must also be one the model can
+be judged on: one of its classes, or a finite number for a regression. A call is
+refused whole only when it takes nothing.
 
 A call is one transaction with one ``SELECT`` of the keys already stored and one
 multi-row ``INSERT``, so a batch of a thousand items costs two round trips.
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -74,9 +82,10 @@ class LabelRule:
     """What a label of ``target`` must be for a model to be judged on it.
 
     ``task`` is ``binary``, ``multiclass`` or ``regression``; ``classes`` are the
-    model's classes. A class label is found as the model finds it when it encodes
-    labels (``TabularModel.encode_labels``): by equality, so ``1.0`` is the class
-    ``1`` and, for a boolean target, ``0``/``1`` are ``false``/``true``. A
+    model's classes. A class label is one the model finds when it encodes labels
+    (``TabularModel.encode_labels``), in a JSON form the target's values take:
+    ``1.0`` is the class ``1``; a boolean target takes ``true``/``false`` and
+    ``0``/``1``; a number target takes no boolean and a text target only text. A
     regression label is any finite number, inside the training range or not:
     outcomes can legitimately exceed what the model was trained on.
     """
@@ -89,6 +98,18 @@ class LabelRule:
     def of(cls, model: TabularModel) -> LabelRule:
         """The rule of ``model``'s target."""
         return cls(target=model.target, task=model.task.value, classes=tuple(model.classes))
+
+    def json_values(self) -> list[Any] | None:
+        """Every JSON value a class label may be (an ``enum``); None for a regression."""
+        if self.task == "regression":
+            return None
+        values: list[Any] = []
+        for known in self.classes:
+            plain = known.item() if isinstance(known, np.generic) else known
+            values.append(plain)
+            if isinstance(plain, bool):
+                values.append(int(plain))
+        return values
 
     def problem(self, label: Any) -> tuple[str, str] | None:
         """``(kind, detail)`` saying why ``label`` cannot be used, or None when it can."""
@@ -114,9 +135,11 @@ class LabelRule:
 
 
 def _same_kind(label: Any, known: Any) -> bool:
-    # Equality as a dict lookup finds it (encode_labels): numbers and booleans meet, text
-    # only meets text.
-    return isinstance(label, str) == isinstance(known, str)
+    # Text meets only text; a boolean class takes true/false and 0/1, but a number class
+    # no boolean: JSON keeps true and 1 apart, and so does the OpenAPI document's enum.
+    if isinstance(label, str) or isinstance(known, str):
+        return isinstance(label, str) and isinstance(known, str)
+    return not isinstance(label, bool | np.bool_) or isinstance(known, bool | np.bool_)
 
 
 def _shown(value: Any) -> str:
@@ -373,17 +396,21 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _conflict(project: str, conflicts: list[dict[str, Any]]) -> ConflictError:
+def _conflict(
+    project: str, conflicts: list[dict[str, Any]], *, rejected: tuple[dict[str, Any], ...]
+) -> ConflictError:
     keys = [c["key"] for c in conflicts]
     shown = ", ".join(keys[:_SHOWN]) + (
         f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
     )
+    invalid = f"; {len(rejected)} other item(s) were invalid" if rejected else ""
     return ConflictError(
-        f"Feedback for {shown} contradicts a label already given; every item of this "
-        "request did, so nothing was stored.",
+        f"Feedback for {shown} contradicts a label already given{invalid}: nothing of this "
+        "request was stored.",
         project=project,
         keys=keys,
         conflicts=conflicts,
+        rejected=list(rejected),
     )
 
 
@@ -436,11 +463,11 @@ def record_feedback(
 
     ``rule`` (the served model's target) also refuses a label the model cannot be
     judged on. An item whose key is given twice with another label is a conflict
-    of the later one; the first one counts. Raises ``InvalidRequestError`` for
-    ``items`` that are not a list, and when no item was stored or already known
-    while some were invalid (its ``errors`` name each bad field of each item);
-    ``ConflictError`` when every item contradicts a label already given (its
-    ``conflicts`` context names them).
+    of the later one; the first one counts. When no item was stored or already
+    known, raises ``ConflictError`` if some item contradicts a label already given
+    (its ``conflicts`` and ``rejected`` context name them), else
+    ``InvalidRequestError`` (its ``errors`` name each bad field of each item), as
+    for ``items`` that are not a list.
     """
     parsed, problems = _validate(items, rule)
     unique: dict[str, _Item] = {}
@@ -491,13 +518,11 @@ def record_feedback(
     conflicts = sorted([*clashing, *repeated], key=lambda c: int(c["record"]))
     duplicates = len(parsed) - inserted - len(conflicts)
     if inserted + duplicates == 0:
-        if rejected:
-            for c in conflicts:  # named too, so that one answer says what became of each item
-                detail = f"{c['key']} already has the label {c['stored']!r}"
-                problems.add(c["record"], "label", "conflict", detail)
-            problems.raise_if_any()
+        # Nothing taken: a conflict says the client's items were well formed but contradict
+        # what is known; with none, every item was invalid.
         if conflicts:
-            raise _conflict(project, conflicts)
+            raise _conflict(project, conflicts, rejected=rejected)
+        problems.raise_if_any()
     return FeedbackResult(
         stored=inserted, duplicates=duplicates, conflicts=tuple(conflicts), rejected=rejected
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from setpoint.config.spec import ServingSpec, Task
+from setpoint.registry.feedback import LabelRule
 from setpoint.serve.scorer import Scorer, example_record
 
 __all__ = ["openapi_document"]
@@ -127,6 +128,14 @@ def _json(name: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
 
 
+def _label_schema(rule: LabelRule) -> dict[str, Any]:
+    """Exactly the labels the server takes for the champion's target (``LabelRule``)."""
+    values = rule.json_values()
+    if values is None:
+        return {"type": "number"}  # JSON has no NaN or Infinity: every number is finite
+    return {"enum": values}
+
+
 def openapi_document(
     *, project: str, scorer: Scorer, serving: ServingSpec, version: str
 ) -> dict[str, Any]:
@@ -145,7 +154,7 @@ def openapi_document(
         *(("401", "403") if feedback_keyed else ()),
     )
     text = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL in text
-    label = {"type": ["boolean", "number", "string"], "pattern": text}
+    label = _label_schema(LabelRule.of(scorer.model))
     # RFC 3339 times from 1900 on: a year-1 time with a positive offset has no UTC
     # equivalent, so the document promises only what the server can store
     when = {
@@ -185,8 +194,8 @@ def openapi_document(
     }
     feedback_item = {"oneOf": [by_request, by_entity]}
     # Each item is judged on its own: one of another shape is answered in "rejected" while
-    # the others are stored, so the request accepts any item and FeedbackItem says which
-    # are taken.
+    # the others are stored, so a request is valid when at least one item is a FeedbackItem
+    # (with none, it is refused whole: 422).
     any_item = {"description": "A FeedbackItem; an item of another shape is listed in 'rejected'."}
     predict = {
         "summary": "Score records",
@@ -253,7 +262,14 @@ def openapi_document(
                     "type": "object",
                     "required": ["feedback"],
                     "additionalProperties": False,
-                    "properties": {"feedback": {"type": "array", "minItems": 1, "items": any_item}},
+                    "properties": {
+                        "feedback": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": any_item,
+                            "contains": {"$ref": "#/components/schemas/FeedbackItem"},
+                        }
+                    },
                 },
                 "FeedbackItem": feedback_item,
                 "FeedbackResponse": {
