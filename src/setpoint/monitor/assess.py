@@ -125,13 +125,15 @@ def _usable_labels(meta: pd.DataFrame, model: TabularModel) -> tuple[pd.DataFram
     """``meta`` without the labels ``model`` cannot be judged on, and how many those were.
 
     The join leaves them out when it is given the model's rule (``label_skipped``
-    says why); a label that reached here anyway is left out the same way, so one
-    bad stored row is counted rather than failing the whole assessment.
+    says why); labels joined without one (a replay's) are judged here the same
+    way, so one bad row is counted rather than failing the whole assessment.
     """
-    rule = LabelRule.of(model)
-    reasons: list[str] = []
-    if LABEL_SKIPPED in meta:
+    if LABEL_SKIPPED in meta:  # joined with the model's rule: every label left is usable
         reasons = [str(r) for r in meta[LABEL_SKIPPED].dropna().tolist()]
+        shown = tuple(sorted(set(reasons)))[:_REASONS_SHOWN]
+        return meta, _Skipped(count=len(reasons), reasons=shown)
+    rule = LabelRule.of(model)
+    reasons = []
     bad = np.zeros(len(meta), dtype=bool)
     seen: dict[tuple[type, Any], tuple[str, str] | None] = {}  # a window has few distinct labels
     for i, label in enumerate(meta["label"].tolist()):

@@ -157,8 +157,9 @@ def join_feedback(
 
     With ``rule`` (the judged model's target), a stored label the model cannot be
     judged on (one an older version accepted, or one written to the store by hand)
-    labels nothing: its rows keep no label and ``label_skipped`` says why, so that
-    one bad row is counted instead of failing every reader.
+    labels nothing: its rows keep no label and the column ``label_skipped`` (there
+    only when ``rule`` is given) says why, so that one bad row is counted instead of
+    failing every reader.
     """
     by_request: dict[tuple[str, int], tuple[Any, datetime | None, str | None]] = {}
     by_entity: dict[str, tuple[Any, datetime | None, str | None]] = {}
@@ -190,7 +191,8 @@ def join_feedback(
     joined["label_time"] = pd.to_datetime(
         pd.Series([f[1] if f else None for f in found], index=meta.index, dtype=object), utc=True
     )
-    joined[LABEL_SKIPPED] = pd.Series(
-        [f[2] if f else None for f in found], index=meta.index, dtype=object
-    )
+    if rule is not None:  # the column says the labels were judged, and which were not used
+        joined[LABEL_SKIPPED] = pd.Series(
+            [f[2] if f else None for f in found], index=meta.index, dtype=object
+        )
     return Traffic(meta=joined, inputs=traffic.inputs)
