@@ -113,7 +113,14 @@ class Client:
             raise self._bad_answer(response, f"no valid predictions ({exc})") from None
 
     def feedback(self, items: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Store true outcomes; returns ``{"stored": n, "duplicates": m}``."""
+        """Store true outcomes, item by item; returns what became of them.
+
+        ``{"stored": n, "duplicates": m, "conflicts": [...], "rejected": [...]}``:
+        a conflict (an item whose key already has another label) and a rejected
+        item (a bad field, or a label the served model cannot be judged on) are
+        named by their position, ``record``, and were not stored while the
+        others were. Raises ``ServerError`` (409 or 422) when no item was taken.
+        """
         batch = _as_list(items, owner="Client.feedback", parameter="items")
         return self._json(self._call("POST", "/v1/feedback", {"feedback": batch}))
 

@@ -30,6 +30,7 @@ from setpoint.errors import ConfigError
 from setpoint.project import Project
 from setpoint.registry import jobs
 from setpoint.registry.feedback import record_feedback
+from setpoint.store.tables import feedback
 from setpoint.traffic.db_log import DatabasePredictionLog
 from setpoint.traffic.local_log import LocalPredictionLog
 
@@ -230,6 +231,14 @@ def test_gate_rejection_keeps_the_champion(base: tuple[Path, pd.DataFrame], tmp_
     root = shutil.copytree(base[0], tmp_path / "flights")
     project = _configure(root, margin=0.5)  # a lead of 0.5 PR-AUC: no model earns it
     _log(project, _flights(base, 400), start=T0 - timedelta(hours=8), prefix="a", served=1)
+    # A label the model does not know, stored as older versions allowed: the look and
+    # the retrain leave it out and say so, instead of failing every pass.
+    with project.store.db.write() as conn:
+        conn.execute(
+            feedback.update()
+            .where(feedback.c.project == project.name, feedback.c.key == "req:a7:0")
+            .values(label="banana")
+        )
     said = Autopilot(project).tick(now=T0)
     assert said == ["retrained flights@3: gate rejected"]
     assert project.aliases()["champion"] == 1
@@ -240,6 +249,14 @@ def test_gate_rejection_keeps_the_champion(base: tuple[Path, pd.DataFrame], tmp_
     # The cooldown holds the next trip back.
     assert Autopilot(project).tick(now=T0 + timedelta(minutes=30)) == []
     assert len(jobs.list_jobs(project.store.db, project=project.name)) == 1
+    # one event for the bad row, not one a pass
+    (skipped,) = project.events(kind="labels_skipped")
+    assert skipped.payload == {
+        "source": "autopilot",
+        "version": 1,
+        "count": 1,
+        "reasons": ["'banana' is not a class of 'late': expected one of [0, 1]"],
+    }
 
 
 def test_killed_mid_retrain_is_retried_once(

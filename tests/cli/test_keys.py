@@ -53,6 +53,25 @@ def test_a_key_is_shown_once_and_stored_hashed(project: Path) -> None:
     assert "revoked" in setpoint("keys", "list", cwd=project).stdout
 
 
+def test_a_feedback_key_is_made_and_listed_with_its_scope(project: Path) -> None:
+    created = setpoint("keys", "create", "--scope", "feedback", "labels", cwd=project)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert "feedback API key 'labels'" in created.stderr
+    listing = setpoint("keys", "list", cwd=project)
+    row = next(line for line in listing.stdout.splitlines() if "labels" in line)
+    assert "feedback" in row
+    store = Store.open(project)
+    try:
+        assert verify_key(store.db, key, scope="feedback") == "labels"
+        assert verify_key(store.db, key) is None  # not an admin key
+    finally:
+        store.db.dispose()
+    assert_user_error(
+        setpoint("keys", "create", "--scope", "root", "x", cwd=project), "admin", "feedback"
+    )
+
+
 def test_no_keys_yet_says_how_to_make_one(project: Path) -> None:
     listing = setpoint("keys", "list", cwd=project)
     assert listing.returncode == 0, listing.stderr

@@ -169,3 +169,65 @@ def test_no_predictions_yet_suggests_serve_and_replay(
     root = copy_project(base[0], tmp_path / "flights")
     result = setpoint("monitor", cwd=root)
     assert_user_error(result, "setpoint serve", "setpoint replay")
+
+
+def test_a_bad_stored_label_is_skipped_and_counted(logged_project: Path, tmp_path: Path) -> None:
+    # Labels an older version took without judging them, or rows written by hand: the
+    # monitor must count them and go on, not exit on the first one.
+    import shutil
+    from datetime import UTC, datetime
+
+    import sqlalchemy as sa
+
+    from setpoint.project import Project
+    from setpoint.registry.events import list_events
+    from setpoint.registry.stored_windows import load_windows
+    from setpoint.store.tables import feedback
+
+    root = shutil.copytree(logged_project, tmp_path / "flights")
+    project = Project.open(root)
+    now = datetime.now(UTC)
+    with project.store.db.write() as conn:
+        conn.execute(
+            feedback.update()
+            .where(feedback.c.project == "flights", feedback.c.key == "req:w0-5:0")
+            .values(label="banana")
+        )
+        conn.execute(
+            feedback.insert().values(
+                project="flights",
+                key="req:w2-3:0",
+                request_id="w2-3",
+                idx=0,
+                entity_id=None,
+                label=[1],
+                event_time=now,
+                received_at=now,
+            )
+        )
+    project.store.db.dispose()
+    command = ("monitor", "--window", "1w", "--clock", "served", "--format", "json")
+    result = setpoint(*command, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    found = json.loads(result.stdout)
+    weeks = found["windows"]
+    assert [w["labels_skipped"] for w in weeks] == [1, 0, 1]
+    assert weeks[0]["labels_skipped_reasons"] == [
+        "'banana' is not a class of 'late': expected one of [0, 1]"
+    ]
+    assert weeks[2]["labels_skipped_reasons"] == [
+        "[1] is not a class of 'late': expected one of [0, 1]"
+    ]
+    assert [w["n_labelled"] for w in weeks] == [299, 300, 0]
+    assert weeks[0]["realized"] is not None  # the other 299 labels are judged
+    assert any(w.startswith("2 stored label(s) were skipped") for w in found["warnings"])
+    reopened = Project.open(root)
+    stored = load_windows(
+        reopened.store.db, project="flights", version=1, window="1w", clock="served"
+    )
+    assert [w.result["labels_skipped"] for w in stored] == [1, 0, 1]
+    (event,) = list_events(reopened.store.db, project="flights", kind="labels_skipped")
+    assert (event.payload["source"], event.payload["count"]) == ("monitor", 2)
+    with reopened.store.db.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one() == 601

@@ -116,5 +116,5 @@ def test_a_listed_key_carries_neither_key_nor_hash(store: Store) -> None:
     create_key(store.db, name="ci")
     (listed,) = list_keys(store.db)
     assert isinstance(listed, ApiKey)
-    assert set(ApiKey.__dataclass_fields__) == {"name", "created_at", "revoked_at"}
+    assert set(ApiKey.__dataclass_fields__) == {"name", "created_at", "revoked_at", "scope"}
     assert listed.revoked_at is None

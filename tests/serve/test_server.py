@@ -18,6 +18,7 @@ import pytest
 from _support.serving import ServerProcess, copy_project, records, serving, set_serving
 from setpoint.project import Project
 from setpoint.registry.api_keys import create_key
+from setpoint.registry.feedback import list_feedback
 from setpoint.traffic.local_log import LocalPredictionLog
 
 
@@ -233,8 +234,8 @@ def test_no_champion_means_not_ready(tmp_path: Path, flights_project: Path) -> N
         check_error_shape(post(server, "/v1/predict", {"records": [{}]}), 503, "not_ready")
 
 
-def test_feedback_is_idempotent_and_conflicts_store_nothing(
-    server: ServerProcess, flights: pd.DataFrame
+def test_feedback_is_idempotent_and_judged_item_by_item(
+    server: ServerProcess, flights: pd.DataFrame, project_dir: Path
 ) -> None:
     answer = post(server, "/v1/predict", {"records": records(flights, 2)}).json()
     rid = answer["request_id"]
@@ -244,20 +245,53 @@ def test_feedback_is_idempotent_and_conflicts_store_nothing(
     ]
     first = post(server, "/v1/feedback", {"feedback": items})
     assert first.status_code == 200
-    assert first.json() == {"stored": 2, "duplicates": 0}
+    assert first.json() == {"stored": 2, "duplicates": 0, "conflicts": [], "rejected": []}
     again = post(server, "/v1/feedback", {"feedback": items})
-    assert again.json() == {"stored": 0, "duplicates": 2}
+    assert again.json() == {"stored": 0, "duplicates": 2, "conflicts": [], "rejected": []}
+    # a conflict is that item's alone: the new entity of the same request is stored
     clash = [{"entity_id": "new-entity", "label": 1}, {"request_id": rid, "index": 0, "label": 0}]
-    check_error_shape(post(server, "/v1/feedback", {"feedback": clash}), 409, "conflict")
-    # nothing of the refused request was stored: the new entity is still new
-    assert post(server, "/v1/feedback", {"feedback": clash[:1]}).json() == {
+    mixed = post(server, "/v1/feedback", {"feedback": clash})
+    assert mixed.status_code == 200, mixed.text
+    assert mixed.json() == {
         "stored": 1,
         "duplicates": 0,
+        "conflicts": [{"record": 1, "key": f"req:{rid}:0", "stored": 1, "sent": 0}],
+        "rejected": [],
     }
+    check_error_shape(post(server, "/v1/feedback", {"feedback": clash[1:]}), 409, "conflict")
     bad = check_error_shape(
         post(server, "/v1/feedback", {"feedback": [{"index": "x"}]}), 422, "invalid_request"
     )
     assert bad["errors"]
+    # labels are judged against the champion's target: one it does not know is refused
+    victim = post(
+        server, "/v1/feedback", {"feedback": [{"entity_id": "victim-1", "label": "banana"}]}
+    )
+    error = check_error_shape(victim, 422, "invalid_request")
+    assert error["errors"] == [
+        {
+            "record": 0,
+            "field": "label",
+            "kind": "unknown_class",
+            "detail": "'banana' is not a class of 'late': expected one of [0, 1]",
+        }
+    ]
+    # one fake label among a thousand real ones costs that item only
+    batch: list[dict[str, object]] = [
+        {"entity_id": f"flight-{i}", "label": i % 2} for i in range(1000)
+    ]
+    batch[321]["label"] = "banana"
+    batch[654]["label"] = 1.0  # one JSON number: the class 1
+    answer = post(server, "/v1/feedback", {"feedback": batch})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["stored"], body["duplicates"], body["conflicts"]) == (999, 0, [])
+    assert [(r["record"], [e["kind"] for e in r["errors"]]) for r in body["rejected"]] == [
+        (321, ["unknown_class"])
+    ]
+    stored = list_feedback(Project.open(project_dir).store.db, project="flights")
+    assert len(stored) == 3 + 999
+    assert "banana" not in {f.label for f in stored}
 
 
 def test_admin_needs_a_valid_key_and_promotes_and_rolls_back(
@@ -294,20 +328,31 @@ def test_admin_needs_a_valid_key_and_promotes_and_rolls_back(
     assert key not in server.log()
 
 
-def test_keyed_predict(project_dir: Path, flights: pd.DataFrame) -> None:
-    set_serving(project_dir, predict_auth="key")
-    key = create_key(Project.open(project_dir).store.db, name="app")
+def test_keyed_predict_and_feedback(project_dir: Path, flights: pd.DataFrame) -> None:
+    set_serving(project_dir, predict_auth="key", feedback_auth="key")
+    db = Project.open(project_dir).store.db
+    admin = {"Authorization": f"Bearer {create_key(db, name='app')}"}
+    labels = {"Authorization": f"Bearer {create_key(db, name='labels', scope='feedback')}"}
+    item = {"feedback": [{"entity_id": "e1", "label": 1}]}
     with serving(project_dir) as server:
         check_error_shape(
             post(server, "/v1/predict", {"records": records(flights, 1)}), 401, "unauthorized"
         )
-        ok = post(
-            server,
-            "/v1/predict",
-            {"records": records(flights, 1)},
-            headers={"Authorization": f"Bearer {key}"},
-        )
+        ok = post(server, "/v1/predict", {"records": records(flights, 1)}, headers=admin)
         assert ok.status_code == 200
+        check_error_shape(post(server, "/v1/feedback", item), 401, "unauthorized")
+        stored = post(server, "/v1/feedback", item, headers=labels)
+        assert stored.status_code == 200, stored.text
+        assert stored.json()["stored"] == 1
+        # an admin key may post feedback; a feedback key may do nothing else
+        assert post(server, "/v1/feedback", item, headers=admin).json()["duplicates"] == 1
+        refused = post(server, "/v1/predict", {"records": records(flights, 1)}, headers=labels)
+        check_error_shape(refused, 403, "forbidden")
+        for path in ("/v1/admin/promote", "/v1/admin/rollback", "/v1/admin/reload"):
+            body = {"version": 2, "force": True} if path.endswith("promote") else {}
+            error = check_error_shape(post(server, path, body, headers=labels), 403, "forbidden")
+            assert "'labels' is a feedback key" in str(error["message"])
+        assert httpx.get(f"{server.url}/v1/models").json()["serving"]["champion"]["version"] == 1
 
 
 def test_an_unseen_category_is_scored_and_flagged(

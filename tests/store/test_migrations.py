@@ -214,3 +214,34 @@ def test_a_store_at_0004_gains_alias_kinds_back_filled_from_the_reasons(db_url: 
         assert "kind" not in columns
     finally:
         engine.dispose()
+
+
+def test_a_store_at_0005_keeps_its_keys_as_admin_keys(db_url: str) -> None:
+    from setpoint.registry.api_keys import create_key, key_scope, list_keys
+
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            _alembic(conn, "upgrade", "0005")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO api_keys (name, key_hash, created_at) VALUES ('ops', :hash, :now)"
+                ),
+                {"hash": "0" * 64, "now": utcnow().replace(tzinfo=None)},
+            )
+        db = Database(db_url)  # opening the old store migrates it
+        try:
+            assert [(k.name, k.scope) for k in list_keys(db)] == [("ops", "admin")]
+            labels = create_key(db, name="labels", scope="feedback")
+            assert key_scope(db, labels) == ("labels", "feedback")
+        finally:
+            db.dispose()
+        with engine.begin() as conn:
+            _alembic(conn, "downgrade", "0005")
+            # the code of 0005 would take any key for an admin key: the feedback one goes
+            names = conn.execute(sa.text("SELECT name FROM api_keys")).scalars()
+            assert list(names) == ["ops"]
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("api_keys")}
+        assert "scope" not in columns
+    finally:
+        engine.dispose()

@@ -57,7 +57,8 @@ from setpoint.project import Project
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry import jobs
 from setpoint.registry.aliases import AliasKind
-from setpoint.registry.events import record_event
+from setpoint.registry.events import LABELS_SKIPPED_EVENT, list_events, record_event
+from setpoint.registry.feedback import LabelRule
 from setpoint.registry.gate import record_gate_decision
 from setpoint.registry.models import get_version
 from setpoint.store.tables import utcnow
@@ -105,7 +106,8 @@ def live_window(
     The rows are those served (by the server's clock) in ``[now - length, now]``
     with the labels received by ``now``; None when there are none.
     """
-    logged = traffic_as_of(project.store, project=project.name, as_of=now)
+    model = project.load_model(version)
+    logged = traffic_as_of(project.store, project=project.name, as_of=now, rule=LabelRule.of(model))
     start = pd.Timestamp(now) - length
     keep = (logged.meta["model_version"] == str(version)) & (
         pd.to_datetime(logged.meta["time"], utc=True) >= start
@@ -119,7 +121,7 @@ def live_window(
     result = assess_window(
         rows,
         window,
-        model=project.load_model(version),
+        model=model,
         ref=project.load_reference(version),
         # The triggers read no segment: a bootstrap per carrier each look would cost
         # more than the rest of the look.
@@ -223,6 +225,7 @@ class Autopilot:
         window, rows = live_window(
             project, now=now, version=champion, length=pd.Timedelta(self.policy.window)
         )
+        self._note_skipped(champion, window)
         labels_since = 0
         if len(rows) and last is not None:
             labels_since = int((rows.meta["label_time"] > pd.Timestamp(last)).sum())
@@ -236,6 +239,27 @@ class Autopilot:
             last_retrain=last,
             labels_since=labels_since,
         )
+
+    def _note_skipped(self, version: int, window: WindowResult | None) -> None:
+        """An event when the look left out stored labels, unless the last one said the same."""
+        if window is None or not window.labels_skipped:
+            return
+        db, name = self.project.store.db, self.project.name
+        payload: dict[str, Any] = {
+            "source": "autopilot",
+            "version": version,
+            "count": window.labels_skipped,
+            "reasons": list(window.labels_skipped_reasons),
+        }
+        # A pass every check_every would otherwise repeat one bad row's event for ever.
+        last = list_events(db, project=name, kind=LABELS_SKIPPED_EVENT, limit=1)
+        if last and last[0].payload == payload:
+            return
+        log.warning(
+            "autopilot: %d stored label(s) skipped: %s", window.labels_skipped, payload["reasons"]
+        )
+        with db.write() as conn:
+            self._note(conn, LABELS_SKIPPED_EVENT, payload)
 
     def retrain_history(self) -> list[RetrainRecord]:
         found = jobs.list_jobs(self.project.store.db, project=self.project.name, limit=200)
@@ -304,6 +328,7 @@ class Autopilot:
                 timestamp=spec.timestamp,
                 entity=spec.entity,
                 as_of=as_of,
+                rule=LabelRule.of(old),
             ),
             as_of=as_of,
             timestamp=spec.timestamp or "",
@@ -373,8 +398,13 @@ class Autopilot:
         """Requests both versions scored since the stage began; the new one's lead on them."""
         spec, shadow = self.project.spec, rollout.stage == "shadow"
         new, old = rollout.challenger, rollout.champion
+        model = self.project.load_model(new)
         logged = traffic_as_of(
-            self.project.store, project=self.project.name, as_of=now, roles=_ROLES
+            self.project.store,
+            project=self.project.name,
+            as_of=now,
+            roles=_ROLES,
+            rule=LabelRule.of(model),
         )
         meta = logged.meta[
             pd.to_datetime(logged.meta["time"], utc=True) >= pd.Timestamp(rollout.since)
@@ -390,7 +420,7 @@ class Autopilot:
         minimum = self.policy.shadow.min_labels if shadow else self.policy.watch.min_labels
         if len(labelled) < minimum or labelled["label"].nunique() < 2:
             return Evidence(requests=len(both))
-        y = self.project.load_model(new).encode_labels(labelled["label"])
+        y = model.encode_labels(labelled["label"])
         a = labelled["score"].to_numpy(dtype=np.float64)
         b = labelled["score_other"].to_numpy(dtype=np.float64)
         old_scores, new_scores = (a, b) if shadow else (b, a)

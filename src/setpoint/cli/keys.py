@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -14,8 +15,9 @@ __all__ = ["app"]
 
 app = typer.Typer(
     help=(
-        "API keys for the server's admin endpoints (and for predict with "
-        "serving.predict_auth: key). A key is shown once; only its sha256 is stored."
+        "API keys for the server's admin endpoints (and for predict and feedback when "
+        "serving.predict_auth or serving.feedback_auth is key). A key is shown once; "
+        "only its sha256 is stored."
     ),
     no_args_is_help=True,
 )
@@ -28,8 +30,25 @@ KeyName = Annotated[
 ]
 
 
+class _Scope(StrEnum):
+    admin = "admin"
+    feedback = "feedback"
+
+
 @app.command("create")
-def _create(name: KeyName, directory: ProjectDir = Path()) -> None:
+def _create(
+    name: KeyName,
+    directory: ProjectDir = Path(),
+    scope: Annotated[
+        _Scope,
+        typer.Option(
+            help=(
+                "admin: every keyed endpoint (promote, rollback, reload, predict, feedback). "
+                "feedback: POST /v1/feedback only, for a label pipeline."
+            ),
+        ),
+    ] = _Scope.admin,
+) -> None:
     """Make a key and print it. Copy it now: it cannot be shown again.
 
     The key alone goes to standard output (KEY=$(setpoint keys create ci)); the
@@ -39,11 +58,11 @@ def _create(name: KeyName, directory: ProjectDir = Path()) -> None:
     from setpoint.registry.api_keys import create_key
 
     project = open_project(directory)
-    key = create_key(project.store.db, name=name)
+    key = create_key(project.store.db, name=name, scope=scope.value)
     typer.echo(key)
     err_console.print(
-        f"Created API key {name!r}. This is the only time it is shown: setpoint keeps "
-        "only its sha256. Revoke it with 'setpoint keys revoke NAME'.",
+        f"Created {scope.value} API key {name!r}. This is the only time it is shown: "
+        "setpoint keeps only its sha256. Revoke it with 'setpoint keys revoke NAME'.",
         soft_wrap=True,
     )
 
@@ -57,6 +76,7 @@ def _list(directory: ProjectDir = Path()) -> None:
     rows = [
         (
             k.name,
+            k.scope,
             "revoked" if k.revoked_at is not None else "active",
             k.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             k.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if k.revoked_at is not None else None,
@@ -66,7 +86,9 @@ def _list(directory: ProjectDir = Path()) -> None:
     if not rows:
         console.print("No API keys yet: make one with 'setpoint keys create NAME'.")
         return
-    console.print(table("API keys", ["name", "status", "created (UTC)", "revoked (UTC)"], rows))
+    console.print(
+        table("API keys", ["name", "scope", "status", "created (UTC)", "revoked (UTC)"], rows)
+    )
 
 
 @app.command("revoke")

@@ -205,6 +205,13 @@ class ServingSpec(_Strict):
     max_batch: Annotated[int, Field(ge=1, le=100_000)] = 1000
     max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 2**20
     predict_auth: Literal["open", "key"] = "open"
+    feedback_auth: Literal["open", "key"] | None = Field(
+        default=None,
+        description=(
+            "`open`, or `key`: POST /v1/feedback then needs an API key of scope feedback "
+            "or admin. Default: as `predict_auth`."
+        ),
+    )
     reload_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
     explain_top: Annotated[int, Field(ge=1)] = 5
     canary: CanaryPolicy = CanaryPolicy()

@@ -30,6 +30,7 @@ from setpoint.config.spec import Task
 from setpoint.kinds.protocol import LABEL_COLUMN, PREDICTION_COLUMN, MonitoringReference
 from setpoint.monitor.results import SEGMENT_ABSENT, WindowResult
 from setpoint.monitor.windows import Window
+from setpoint.registry.feedback import LabelRule
 from setpoint.stats.cbpe import (
     CBPE_METRICS,
     Estimate,
@@ -40,7 +41,7 @@ from setpoint.stats.cbpe import (
 from setpoint.stats.drift import detect_drift
 from setpoint.stats.multivariate import MultivariateDriftResult, domain_classifier_drift
 from setpoint.stats.performance import PerformanceResult, SegmentPerformance, realized_performance
-from setpoint.traffic.frames import Traffic
+from setpoint.traffic.frames import LABEL_SKIPPED, Traffic
 
 if TYPE_CHECKING:
     from setpoint.train.tabular_model import TabularModel
@@ -53,6 +54,8 @@ _MULTIVARIATE_ROWS = 5_000
 # Its leaves need 50 rows (min_data_in_leaf); with fewer rows a side, out of
 # three folds, it can hardly split and would only ever say "no drift".
 _MULTIVARIATE_MIN_ROWS = 150
+# Distinct reasons a window keeps for its skipped labels: enough to say what is wrong.
+_REASONS_SHOWN = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +113,46 @@ def _segment_values(inputs: pd.DataFrame, columns: Sequence[str]) -> dict[str, p
             values = values.map(lambda v: v if v is None else str(v))
         found[name] = values
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    count: int
+    reasons: tuple[str, ...]
+
+
+def _usable_labels(meta: pd.DataFrame, model: TabularModel) -> tuple[pd.DataFrame, _Skipped]:
+    """``meta`` without the labels ``model`` cannot be judged on, and how many those were.
+
+    The join leaves them out when it is given the model's rule (``label_skipped``
+    says why); labels joined without one (a replay's) are judged here the same
+    way, so one bad row is counted rather than failing the whole assessment.
+    """
+    if LABEL_SKIPPED in meta:  # joined with the model's rule: every label left is usable
+        reasons = [str(r) for r in meta[LABEL_SKIPPED].dropna().tolist()]
+        shown = tuple(sorted(set(reasons)))[:_REASONS_SHOWN]
+        return meta, _Skipped(count=len(reasons), reasons=shown)
+    rule = LabelRule.of(model)
+    reasons = []
+    bad = np.zeros(len(meta), dtype=bool)
+    seen: dict[tuple[type, Any], tuple[str, str] | None] = {}  # a window has few distinct labels
+    for i, label in enumerate(meta["label"].tolist()):
+        if pd.api.types.is_scalar(label) and pd.isna(label):
+            continue
+        try:
+            why = seen[(type(label), label)]
+        except KeyError:
+            why = seen[(type(label), label)] = rule.problem(label)
+        except TypeError:  # a list or object, written to the store by hand
+            why = rule.problem(label)
+        if why is not None:
+            bad[i] = True
+            reasons.append(why[1])
+    if bad.any():
+        meta = meta.copy()
+        meta.loc[bad, "label"] = None
+    shown = tuple(sorted(set(reasons)))[:_REASONS_SHOWN]
+    return meta, _Skipped(count=len(reasons), reasons=shown)
 
 
 def _performance(
@@ -224,9 +267,10 @@ def assess_window(
     """Rows ``window.positions`` of ``traffic`` judged against ``model`` and its ``ref``.
 
     ``traffic.meta`` carries the labels known when the window is judged (see
-    ``traffic.frames.join_feedback``). ``reference_rows`` (the model's held-out
-    rows, as ``domain_frame`` types them) adds the domain classifier's verdict;
-    without them, ``multivariate_skipped`` says why there is none.
+    ``traffic.frames.join_feedback``); a label ``model`` cannot be judged on is
+    not used but counted in ``labels_skipped``, with its reason. ``reference_rows``
+    (the model's held-out rows, as ``domain_frame`` types them) adds the domain
+    classifier's verdict; without them, ``multivariate_skipped`` says why there is none.
     """
     meta = traffic.meta.iloc[window.positions]
     inputs = traffic.inputs.iloc[window.positions]
@@ -238,6 +282,7 @@ def assess_window(
         share_threshold=options.max_drift_share,
     )
     by_segment = _segment_values(inputs, options.segments)
+    meta, skipped = _usable_labels(meta, model)
     labelled, realized, estimate, error = _performance(
         meta, model, ref, options, segments=by_segment
     )
@@ -247,9 +292,9 @@ def assess_window(
         for name in options.segments
         if name not in by_segment
     ]
-    verdict, skipped = None, multivariate_skipped
+    verdict, unavailable = None, multivariate_skipped
     if reference_rows is not None:
-        verdict, skipped = _multivariate(reference_rows, current, ref, threads=threads)
+        verdict, unavailable = _multivariate(reference_rows, current, ref, threads=threads)
     return WindowResult(
         start=window.start,
         end=window.end,
@@ -262,5 +307,7 @@ def assess_window(
         error=error,
         segments=tuple(segments),
         multivariate=verdict,
-        multivariate_skipped=skipped,
+        multivariate_skipped=unavailable,
+        labels_skipped=skipped.count,
+        labels_skipped_reasons=skipped.reasons,
     )

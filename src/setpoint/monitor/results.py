@@ -33,7 +33,9 @@ class WindowResult:
     segment columns (``skipped`` says why one has none: too few labelled rows,
     or a column absent from the logged inputs). ``multivariate`` is the domain
     classifier's verdict when one was asked for, else ``multivariate_skipped``
-    says why there is none.
+    says why there is none. ``labels_skipped`` stored labels of the window's rows
+    were not used because the model cannot be judged on them (not one of its
+    classes, not a finite number); ``labels_skipped_reasons`` says why.
     """
 
     start: datetime
@@ -48,6 +50,8 @@ class WindowResult:
     segments: tuple[SegmentPerformance, ...] = ()
     multivariate: MultivariateDriftResult | None = None
     multivariate_skipped: str | None = None
+    labels_skipped: int = 0
+    labels_skipped_reasons: tuple[str, ...] = ()
 
     def top_drifted(self, count: int = 3) -> tuple[str, ...]:
         """The drifted features that weigh most in the model, most important first."""
@@ -119,6 +123,8 @@ class WindowResult:
                 "estimate": None if self.estimate is None else self.estimate.to_dict(),
                 "error": None if self.error is None else self.error.to_dict(),
                 "multivariate": multivariate,
+                "labels_skipped": self.labels_skipped,
+                "labels_skipped_reasons": list(self.labels_skipped_reasons),
             }
         )
         return payload

@@ -34,11 +34,12 @@ from setpoint.monitor.results import MonitorResult, WindowResult, read_window
 from setpoint.monitor.windows import Window, cut_windows, parse_window
 from setpoint.registry import aliases as alias_ops
 from setpoint.registry.datasets import load_dataset
-from setpoint.registry.feedback import list_feedback
+from setpoint.registry.events import LABELS_SKIPPED_EVENT, record_event
+from setpoint.registry.feedback import LabelRule, list_feedback
 from setpoint.registry.models import get_version
 from setpoint.registry.stored_windows import StoredWindow, load_windows, save_windows
 from setpoint.settings import get_settings
-from setpoint.traffic.frames import Traffic, join_feedback, load_traffic
+from setpoint.traffic.frames import LABEL_SKIPPED, Traffic, join_feedback, load_traffic
 from setpoint.train.split import time_split
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ __all__ = [
     "on_event_clock",
     "reference_rows",
 ]
+
+# Distinct reasons of skipped labels named in a warning or an event.
+_REASONS_SHOWN = 5
 
 
 def _utc(value: datetime | None, parameter: str) -> datetime | None:
@@ -192,8 +196,16 @@ def monitor_project(
         project=project.name,
         model=version,
     )
-    traffic = join_feedback(traffic, list_feedback(project.store.db, project=project.name))
+    traffic = join_feedback(
+        traffic, list_feedback(project.store.db, project=project.name), rule=LabelRule.of(model)
+    )
     warnings: list[str] = []
+    skipped = _skipped_labels(traffic)
+    if skipped:
+        warnings.append(
+            f"{sum(skipped.values())} stored label(s) were skipped, as model @{version} cannot "
+            f"be judged on them: {'; '.join(sorted(skipped)[:_REASONS_SHOWN])}"
+        )
     if ref.calibration is not None and not ref.calibration.calibrated:
         warnings.append(
             f"model @{version} was not calibrated enough on its reference rows "
@@ -256,6 +268,19 @@ def monitor_project(
         fresh.append(
             _to_store(project.name, version, spec.text, effective_clock, results[-1], fingerprint)
         )
+    if save and skipped:
+        with project.store.db.write() as conn:
+            record_event(
+                conn,
+                project=project.name,
+                kind=LABELS_SKIPPED_EVENT,
+                payload={
+                    "source": "monitor",
+                    "version": version,
+                    "count": sum(skipped.values()),
+                    "reasons": sorted(skipped)[:_REASONS_SHOWN],
+                },
+            )
     if save and fresh:
         save_windows(
             project.store.db,
@@ -306,6 +331,14 @@ def _context(
     )
 
 
+def _skipped_labels(traffic: Traffic) -> dict[str, int]:
+    """How many rows of ``traffic`` the join left unlabelled, by reason."""
+    if LABEL_SKIPPED not in traffic.meta:
+        return {}
+    counts = traffic.meta[LABEL_SKIPPED].dropna().astype(str).value_counts()
+    return {str(reason): int(n) for reason, n in counts.items()}
+
+
 def _fingerprint(context: str, rows: Window, meta: pd.DataFrame) -> str:
     # The log is append-only and a label, once stored, never changes (a contradicting
     # one is refused), so the rows' count, span and request ids and the labels' count
@@ -313,6 +346,9 @@ def _fingerprint(context: str, rows: Window, meta: pd.DataFrame) -> str:
     digest = hashlib.sha256(context.encode())
     digest.update(f"{rows.start.isoformat()}|{rows.end.isoformat()}|{len(meta)}".encode())
     digest.update(f"|{int(meta['label'].notna().sum())}|".encode())
+    if LABEL_SKIPPED in meta and (bad := int(meta[LABEL_SKIPPED].notna().sum())):
+        # only then, so that a window without one keeps the fingerprint it was stored with
+        digest.update(f"skipped {bad}|".encode())
     ids = meta["request_id"].astype(str) + ":" + meta["index"].astype(str)
     digest.update("\n".join(sorted(ids)).encode())
     return digest.hexdigest()

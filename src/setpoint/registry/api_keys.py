@@ -5,6 +5,11 @@ reversed by guessing and needs no salt or slow hash: a leaked ``api_keys`` table
 lets nobody in. Keys belong to the store, not to a project, because one server
 process may answer for several projects of one store.
 
+A key has a scope. An ``admin`` key may call every keyed endpoint: promote,
+roll back, reload, and predict and feedback when they need a key. A ``feedback``
+key may only post feedback, so the label pipeline that holds it can neither move
+a model nor read predictions.
+
 Nothing here logs a key or puts one in an exception.
 """
 
@@ -24,8 +29,21 @@ from setpoint.errors import ConflictError, InvalidParameterError, NotFoundError
 from setpoint.store.db import Database
 from setpoint.store.tables import api_keys, utcnow
 
-__all__ = ["ApiKey", "create_key", "list_keys", "revoke_key", "verify_key"]
+__all__ = [
+    "ADMIN",
+    "FEEDBACK",
+    "SCOPES",
+    "ApiKey",
+    "create_key",
+    "key_scope",
+    "list_keys",
+    "revoke_key",
+    "verify_key",
+]
 
+ADMIN = "admin"
+FEEDBACK = "feedback"
+SCOPES = (ADMIN, FEEDBACK)
 _PREFIX = "sp_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -37,6 +55,7 @@ class ApiKey:
     name: str
     created_at: datetime
     revoked_at: datetime | None
+    scope: str = ADMIN
 
     @property
     def active(self) -> bool:
@@ -48,8 +67,8 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def create_key(db: Database, *, name: str) -> str:
-    """Make a key called ``name`` and return it; this is the only time it can be seen.
+def create_key(db: Database, *, name: str, scope: str = ADMIN) -> str:
+    """Make a key called ``name`` with ``scope`` and return it; the only time it can be seen.
 
     Raises ``ConflictError`` when a key (active or revoked) already has the name, so
     that the name in an audit trail always means one key.
@@ -61,6 +80,10 @@ def create_key(db: Database, *, name: str) -> str:
             expected="1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
             got=name,
         )
+    if scope not in SCOPES:
+        raise InvalidParameterError(
+            owner="create_key", parameter="scope", expected=f"one of {list(SCOPES)}", got=scope
+        )
     key = _PREFIX + secrets.token_urlsafe(32)
     try:
         with db.write() as conn:
@@ -68,15 +91,17 @@ def create_key(db: Database, *, name: str) -> str:
             if taken is not None:
                 raise ConflictError(f"An API key named {name!r} already exists.", name=name)
             conn.execute(
-                api_keys.insert().values(name=name, key_hash=_hash(key), created_at=utcnow())
+                api_keys.insert().values(
+                    name=name, key_hash=_hash(key), created_at=utcnow(), scope=scope
+                )
             )
     except IntegrityError:  # a concurrent create_key took the name first (PostgreSQL)
         raise ConflictError(f"An API key named {name!r} already exists.", name=name) from None
     return key
 
 
-def verify_key(db: Database, key: str | None) -> str | None:
-    """The name of the active key ``key``, or None when it is absent, unknown or revoked.
+def key_scope(db: Database, key: str | None) -> tuple[str, str] | None:
+    """``(name, scope)`` of the active key ``key``; None when it is absent, unknown or revoked.
 
     The hash of ``key`` is compared with ``hmac.compare_digest`` to every active
     key's hash, without stopping at a match or skipping a key that does not look
@@ -85,15 +110,27 @@ def verify_key(db: Database, key: str | None) -> str | None:
     if key is None:
         return None
     candidate = _hash(key)
+    query = sa.select(api_keys.c.name, api_keys.c.key_hash, api_keys.c.scope).where(
+        api_keys.c.revoked_at.is_(None)
+    )
     with db.read() as conn:
-        rows = conn.execute(
-            sa.select(api_keys.c.name, api_keys.c.key_hash).where(api_keys.c.revoked_at.is_(None))
-        ).all()
-    found: str | None = None
-    for name, stored in rows:
+        rows = conn.execute(query).all()
+    found: tuple[str, str] | None = None
+    for name, stored, scope in rows:
         if hmac.compare_digest(candidate, stored):
-            found = name
+            found = (name, scope)
     return found
+
+
+def verify_key(db: Database, key: str | None, *, scope: str = ADMIN) -> str | None:
+    """The name of the active key ``key`` if it may act in ``scope``, else None.
+
+    An ``admin`` key may act in every scope; a ``feedback`` key only in its own.
+    """
+    found = key_scope(db, key)
+    if found is None or found[1] not in (scope, ADMIN):
+        return None
+    return found[0]
 
 
 def revoke_key(db: Database, *, name: str) -> None:
@@ -110,7 +147,9 @@ def revoke_key(db: Database, *, name: str) -> None:
 
 def list_keys(db: Database) -> list[ApiKey]:
     """Every key, active and revoked, oldest first."""
-    query = sa.select(api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at)
+    query = sa.select(
+        api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at, api_keys.c.scope
+    )
     with db.read() as conn:
         rows = conn.execute(query.order_by(api_keys.c.created_at, api_keys.c.id)).all()
-    return [ApiKey(r.name, r.created_at, r.revoked_at) for r in rows]
+    return [ApiKey(r.name, r.created_at, r.revoked_at, r.scope) for r in rows]

@@ -13,10 +13,14 @@ from setpoint._json import jsonable
 from setpoint.store.db import Database
 from setpoint.store.tables import events, utcnow
 
-__all__ = ["ALERT_EVENT", "Event", "list_events", "record_event"]
+__all__ = ["ALERT_EVENT", "LABELS_SKIPPED_EVENT", "Event", "list_events", "record_event"]
 
 # The kind of event an alert of `setpoint monitor` is stored as (the dashboard lists them).
 ALERT_EVENT = "alert"
+# Monitoring or the autopilot left out stored labels its model cannot be judged on; the
+# payload has the ``source`` (monitor or autopilot), the model ``version``, the ``count``
+# and the distinct ``reasons``.
+LABELS_SKIPPED_EVENT = "labels_skipped"
 
 
 @dataclass(frozen=True, slots=True)

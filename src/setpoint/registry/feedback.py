@@ -4,7 +4,14 @@ Each item names a prediction by ``request_id`` (plus ``index`` in its batch) or
 by ``entity_id`` and gives its ``label``. The item's *key* (``req:<request_id>:<index>``
 or ``ent:<entity_id>``) is unique per project, which is what lets a client retry
 freely: posting the same label again is a duplicate and changes nothing, while a
-different label for a stored key is a conflict and nothing of that call is stored.
+different label for a stored key (or for a key given earlier in the same call) is a
+conflict of that item alone.
+
+Each item is judged on its own: a bad or conflicting item is reported by its
+position and the good ones are stored, so one stray item never costs a batch. With
+a ``LabelRule`` (the served model's target), a label must also be one the model can
+be judged on: one of its classes, or a finite number for a regression. A call is
+refused whole only when it takes nothing.
 
 A call is one transaction with one ``SELECT`` of the keys already stored and one
 multi-row ``INSERT``, so a batch of a thousand items costs two round trips.
@@ -13,12 +20,15 @@ multi-row ``INSERT``, so a batch of a thousand items costs two round trips.
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -27,7 +37,10 @@ from setpoint.errors import ConflictError, InvalidRequestError
 from setpoint.store.db import Database
 from setpoint.store.tables import feedback, utcnow
 
-__all__ = ["Feedback", "FeedbackResult", "list_feedback", "record_feedback"]
+if TYPE_CHECKING:
+    from setpoint.train.tabular_model import TabularModel
+
+__all__ = ["Feedback", "FeedbackResult", "LabelRule", "list_feedback", "record_feedback"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MAX_ENTITY = 256
@@ -40,10 +53,98 @@ _SHOWN = 5  # problems spelled out in a message; all of them are in the error's 
 
 @dataclass(frozen=True, slots=True)
 class FeedbackResult:
-    """What a call did: ``stored`` new items, ``duplicates`` already known with that label."""
+    """What a call did, item by item.
+
+    ``stored`` new items and ``duplicates`` already known with that label;
+    ``conflicts`` the items whose key already has another label (``record``, its
+    position in the call, ``key``, ``stored`` and ``sent``), and ``rejected`` the
+    invalid items (``record`` and its ``errors``, each a ``field``, ``kind`` and
+    ``detail``). Neither of the last two was stored.
+    """
 
     stored: int
     duplicates: int
+    conflicts: tuple[dict[str, Any], ...] = ()
+    rejected: tuple[dict[str, Any], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer of ``POST /v1/feedback``."""
+        return {
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "conflicts": list(self.conflicts),
+            "rejected": list(self.rejected),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRule:
+    """What a label of ``target`` must be for a model to be judged on it.
+
+    ``task`` is ``binary``, ``multiclass`` or ``regression``; ``classes`` are the
+    model's classes. A class label is one the model finds when it encodes labels
+    (``TabularModel.encode_labels``), in a JSON form the target's values take:
+    ``1.0`` is the class ``1``; a boolean target takes ``true``/``false`` and
+    ``0``/``1``; a number target takes no boolean and a text target only text. A
+    regression label is any finite number, inside the training range or not:
+    outcomes can legitimately exceed what the model was trained on.
+    """
+
+    target: str
+    task: str
+    classes: tuple[Any, ...] = ()
+
+    @classmethod
+    def of(cls, model: TabularModel) -> LabelRule:
+        """The rule of ``model``'s target."""
+        return cls(target=model.target, task=model.task.value, classes=tuple(model.classes))
+
+    def json_values(self) -> list[Any] | None:
+        """Every JSON value a class label may be (an ``enum``); None for a regression."""
+        if self.task == "regression":
+            return None
+        values: list[Any] = []
+        for known in self.classes:
+            plain = known.item() if isinstance(known, np.generic) else known
+            values.append(plain)
+            if isinstance(plain, bool):
+                values.append(int(plain))
+        return values
+
+    def problem(self, label: Any) -> tuple[str, str] | None:
+        """``(kind, detail)`` saying why ``label`` cannot be used, or None when it can."""
+        if self.task == "regression":
+            if isinstance(label, bool) or not isinstance(label, numbers.Real):
+                return "not_a_number", (
+                    f"{self.target!r} is a regression target: expected a finite number, "
+                    f"got {_shown(label)}"
+                )
+            if not math.isfinite(label):
+                return "non_finite", f"expected a finite number for {self.target!r}, got {label}"
+            return None
+        try:
+            known = any(label == c and _same_kind(label, c) for c in self.classes)
+        except (TypeError, ValueError):  # a class that does not compare with the label
+            known = False
+        if known:
+            return None
+        return "unknown_class", (
+            f"{_shown(label)} is not a class of {self.target!r}: expected one of "
+            f"{list(self.classes)}"
+        )
+
+
+def _same_kind(label: Any, known: Any) -> bool:
+    # Text meets only text; a boolean class takes true/false and 0/1, but a number class
+    # no boolean: JSON keeps true and 1 apart, and so does the OpenAPI document's enum.
+    if isinstance(label, str) or isinstance(known, str):
+        return isinstance(label, str) and isinstance(known, str)
+    return not isinstance(label, bool | np.bool_) or isinstance(known, bool | np.bool_)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +181,14 @@ class _Problems:
 
     def add(self, record: int | None, field: str | None, kind: str, detail: str) -> None:
         self.errors.append({"record": record, "field": field, "kind": kind, "detail": detail})
+
+    def by_record(self) -> dict[int | None, list[dict[str, Any]]]:
+        grouped: dict[int | None, list[dict[str, Any]]] = {}
+        for e in self.errors:
+            grouped.setdefault(e["record"], []).append(
+                {"field": e["field"], "kind": e["kind"], "detail": e["detail"]}
+            )
+        return grouped
 
     def raise_if_any(self) -> None:
         if not self.errors:
@@ -243,7 +352,8 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _validate(items: Any) -> list[_Item]:
+def _validate(items: Any, rule: LabelRule | None) -> tuple[list[_Item], _Problems]:
+    """The valid items, and every problem of the others (``problems`` never raised here)."""
     problems = _Problems()
     if not isinstance(items, list):
         problems.add(None, None, "not_a_list", f"expected a list of items, got {_kind(items)}")
@@ -254,6 +364,7 @@ def _validate(items: Any) -> list[_Item]:
         if not isinstance(item, Mapping):
             problems.add(position, None, "not_an_object", f"expected an object, got {_kind(item)}")
             continue
+        before = len(problems.errors)
         for name in sorted(set(item) - _FIELDS, key=str):
             problems.add(position, str(name), "unknown_field", f"fields are {sorted(_FIELDS)}")
         key = _parse_key(position, item, problems)
@@ -263,10 +374,13 @@ def _validate(items: Any) -> list[_Item]:
             when = _parse_time(item["time"])
             if isinstance(when, str):
                 problems.add(position, "time", "invalid_time", when)
-        if key is not None and ok and isinstance(when, datetime):
+        if ok and rule is not None and (why := rule.problem(label)) is not None:
+            problems.add(position, "label", *why)
+            ok = False
+        # an item with any bad field (an unknown one too) is refused whole, never half read
+        if key is not None and ok and isinstance(when, datetime) and len(problems.errors) == before:
             parsed.append(_Item(position, *key, label, when))
-    problems.raise_if_any()
-    return parsed
+    return parsed, problems
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -282,22 +396,28 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _conflict(project: str, conflicts: list[dict[str, Any]]) -> ConflictError:
+def _conflict(
+    project: str, conflicts: list[dict[str, Any]], *, rejected: tuple[dict[str, Any], ...]
+) -> ConflictError:
     keys = [c["key"] for c in conflicts]
     shown = ", ".join(keys[:_SHOWN]) + (
         f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
     )
+    invalid = f"; {len(rejected)} other item(s) were invalid" if rejected else ""
     return ConflictError(
-        f"Feedback for {shown} contradicts a label already given; nothing of this request "
-        "was stored.",
+        f"Feedback for {shown} contradicts a label already given{invalid}: nothing of this "
+        "request was stored.",
         project=project,
         keys=keys,
         conflicts=conflicts,
+        rejected=list(rejected),
     )
 
 
-def _store(conn: Connection, project: str, unique: dict[str, _Item], *, now: datetime) -> int:
-    """Insert the items whose key is new; the duplicates and conflicts among the rest."""
+def _store(
+    conn: Connection, project: str, unique: dict[str, _Item], *, now: datetime
+) -> tuple[int, list[dict[str, Any]]]:
+    """Insert the items whose key is new; the count, and the items that contradict the store."""
     keys = list(unique)
     stored: dict[str, Any] = {}
     for start in range(0, len(keys), _SELECT_CHUNK):
@@ -313,8 +433,6 @@ def _store(conn: Connection, project: str, unique: dict[str, _Item], *, now: dat
         for key, item in unique.items()
         if key in stored and not _same(stored[key], item.label)
     ]
-    if conflicts:
-        raise _conflict(project, conflicts)
     new = [
         {
             "project": project,
@@ -331,23 +449,36 @@ def _store(conn: Connection, project: str, unique: dict[str, _Item], *, now: dat
     ]
     if new:
         conn.execute(feedback.insert(), new)
-    return len(new)
+    return len(new), conflicts
 
 
-def record_feedback(db: Database, *, project: str, items: list[dict[str, Any]]) -> FeedbackResult:
-    """Store ``items`` in one transaction: all the new ones, or nothing on any conflict.
+def record_feedback(
+    db: Database,
+    *,
+    project: str,
+    items: list[dict[str, Any]],
+    rule: LabelRule | None = None,
+) -> FeedbackResult:
+    """Store the valid, new items of ``items`` in one transaction; report every other one.
 
-    Raises ``InvalidRequestError`` naming each bad field of each item (nothing is
-    stored), and ``ConflictError`` when an item's key is already stored, or given
-    twice in ``items``, with another label; its ``conflicts`` context names them.
+    ``rule`` (the served model's target) also refuses a label the model cannot be
+    judged on. An item whose key is given twice with another label is a conflict
+    of the later one; the first one counts. When no item was stored or already
+    known, raises ``ConflictError`` if some item contradicts a label already given
+    (its ``conflicts`` and ``rejected`` context name them), else
+    ``InvalidRequestError`` (its ``errors`` name each bad field of each item), as
+    for ``items`` that are not a list.
     """
-    parsed = _validate(items)
+    parsed, problems = _validate(items, rule)
     unique: dict[str, _Item] = {}
-    conflicts: list[dict[str, Any]] = []
+    repeated: list[dict[str, Any]] = []
+    echoes: list[_Item] = []  # a key given again with the same label: as the first one fares
     for item in parsed:
         first = unique.setdefault(item.key, item)
-        if first is not item and not _same(first.label, item.label):
-            conflicts.append(
+        if first is not item and _same(first.label, item.label):
+            echoes.append(item)
+        elif first is not item:
+            repeated.append(
                 {
                     "record": item.position,
                     "key": item.key,
@@ -355,13 +486,16 @@ def record_feedback(db: Database, *, project: str, items: list[dict[str, Any]]) 
                     "sent": item.label,
                 }
             )
-    if conflicts:
-        raise _conflict(project, conflicts)
+    rejected = tuple(
+        {"record": record, "errors": errors} for record, errors in problems.by_record().items()
+    )
     attempt = 1
     while True:
         try:
             with db.write() as conn:
-                inserted = _store(conn, project, unique, now=utcnow())
+                inserted, clashing = (
+                    _store(conn, project, unique, now=utcnow()) if unique else (0, [])
+                )
         except IntegrityError:
             # a concurrent call stored one of our new keys between our SELECT and INSERT
             # (PostgreSQL; SQLite's write lock serializes whole calls); its row is committed
@@ -374,7 +508,24 @@ def record_feedback(db: Database, *, project: str, items: list[dict[str, Any]]) 
                 ) from None
             attempt += 1
             continue
-        return FeedbackResult(stored=inserted, duplicates=len(parsed) - inserted)
+        break
+    clashed = {c["key"]: c["stored"] for c in clashing}
+    repeated += [
+        {"record": e.position, "key": e.key, "stored": clashed[e.key], "sent": e.label}
+        for e in echoes
+        if e.key in clashed
+    ]
+    conflicts = sorted([*clashing, *repeated], key=lambda c: int(c["record"]))
+    duplicates = len(parsed) - inserted - len(conflicts)
+    if inserted + duplicates == 0:
+        # Nothing taken: a conflict says the client's items were well formed but contradict
+        # what is known; with none, every item was invalid.
+        if conflicts:
+            raise _conflict(project, conflicts, rejected=rejected)
+        problems.raise_if_any()
+    return FeedbackResult(
+        stored=inserted, duplicates=duplicates, conflicts=tuple(conflicts), rejected=rejected
+    )
 
 
 def list_feedback(

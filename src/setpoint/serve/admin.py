@@ -1,8 +1,10 @@
 """Admin endpoints (promote, rollback, reload) and the API-key check they need.
 
-Keys are stored hashed (``registry.keys``); a valid key is remembered for a
-few seconds by its sha256 so that keyed predict traffic does not query the
-store on every request. A revoked key stops working within that time.
+Keys are stored hashed (``registry.api_keys``), each with its scope; a valid key
+is remembered for a few seconds by its sha256 so that keyed predict and feedback
+traffic does not query the store on every request. A revoked key stops working
+within that time. These endpoints need an ``admin`` key: a ``feedback`` key is
+answered 403.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ if TYPE_CHECKING:
 __all__ = ["check_key", "promote", "reload", "rollback"]
 
 _CACHE_S = 5.0
-_valid: dict[str, float] = {}  # sha256 of a key -> until when it is known valid
+_valid: dict[str, tuple[float, str, str]] = {}  # sha256 of a key -> (valid until, name, scope)
 
 
-async def check_key(server: Server, request: Request) -> None:
-    """Raise 401 without a bearer key and 403 with one that is not valid."""
-    from setpoint.registry.api_keys import verify_key
+async def check_key(server: Server, request: Request, *, scope: str = "admin") -> None:
+    """Raise 401 without a bearer key and 403 with one that is not valid for ``scope``.
+
+    An ``admin`` key is valid for every scope; a ``feedback`` key for feedback only.
+    """
+    from setpoint.registry.api_keys import ADMIN, key_scope
 
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -43,12 +48,22 @@ async def check_key(server: Server, request: Request) -> None:
         )
     digest = hashlib.sha256(key.strip().encode("utf-8", "surrogatepass")).hexdigest()
     now = time.monotonic()
-    if _valid.get(digest, 0.0) > now:
-        return
-    name = await asyncio.to_thread(verify_key, server.project.store.db, key.strip())
-    if name is None:
-        raise ApiError(403, "forbidden", "The API key is not valid or was revoked.")
-    _valid[digest] = now + _CACHE_S
+    cached = _valid.get(digest)
+    if cached is not None and cached[0] > now:
+        name, has = cached[1], cached[2]
+    else:
+        found = await asyncio.to_thread(key_scope, server.project.store.db, key.strip())
+        if found is None:
+            raise ApiError(403, "forbidden", "The API key is not valid or was revoked.")
+        name, has = found
+        _valid[digest] = (now + _CACHE_S, name, has)
+    if has not in (scope, ADMIN):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"The API key {name!r} is a {has} key: this endpoint needs a key of scope "
+            f"{scope!r} or 'admin' (make one with 'setpoint keys create --scope {scope} NAME').",
+        )
 
 
 def _options(body: Any, allowed: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from setpoint.config.spec import ServingSpec, Task
+from setpoint.registry.feedback import LabelRule
 from setpoint.serve.scorer import Scorer, example_record
 
 __all__ = ["openapi_document"]
@@ -127,6 +128,14 @@ def _json(name: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
 
 
+def _label_schema(rule: LabelRule) -> dict[str, Any]:
+    """Exactly the labels the server takes for the champion's target (``LabelRule``)."""
+    values = rule.json_values()
+    if values is None:
+        return {"type": "number"}  # JSON has no NaN or Infinity: every number is finite
+    return {"enum": values}
+
+
 def openapi_document(
     *, project: str, scorer: Scorer, serving: ServingSpec, version: str
 ) -> dict[str, Any]:
@@ -134,8 +143,18 @@ def openapi_document(
     keyed = serving.predict_auth == "key"
     auth: list[dict[str, list[str]]] = [{"apiKey": []}] if keyed else []
     open_codes = ("400", "413", "415", "422", "503", *(("401", "403") if keyed else ()))
+    feedback_keyed = (serving.feedback_auth or serving.predict_auth) == "key"
+    feedback_auth: list[dict[str, list[str]]] = [{"apiKey": []}] if feedback_keyed else []
+    feedback_codes = (
+        "400",
+        "409",
+        "413",
+        "415",
+        "422",
+        *(("401", "403") if feedback_keyed else ()),
+    )
     text = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL in text
-    label = {"type": ["boolean", "number", "string"], "pattern": text}
+    label = _label_schema(LabelRule.of(scorer.model))
     # RFC 3339 times from 1900 on: a year-1 time with a positive offset has no UTC
     # equivalent, so the document promises only what the server can store
     when = {
@@ -174,6 +193,10 @@ def openapi_document(
         "additionalProperties": False,
     }
     feedback_item = {"oneOf": [by_request, by_entity]}
+    # Each item is judged on its own: one of another shape is answered in "rejected" while
+    # the others are stored, so a request is valid when at least one item is a FeedbackItem
+    # (with none, it is refused whole: 422).
+    any_item = {"description": "A FeedbackItem; an item of another shape is listed in 'rejected'."}
     predict = {
         "summary": "Score records",
         "parameters": [
@@ -191,8 +214,8 @@ def openapi_document(
     feedback = {
         "summary": "Store true outcomes",
         "requestBody": {"required": True, "content": _json("FeedbackRequest")},
-        "responses": _responses("FeedbackResponse", *open_codes, "409"),
-        "security": auth,
+        "responses": _responses("FeedbackResponse", *feedback_codes),
+        "security": feedback_auth,
     }
     simple = {"type": "object"}
     return {
@@ -240,15 +263,45 @@ def openapi_document(
                     "required": ["feedback"],
                     "additionalProperties": False,
                     "properties": {
-                        "feedback": {"type": "array", "minItems": 1, "items": feedback_item}
+                        "feedback": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": any_item,
+                            "contains": {"$ref": "#/components/schemas/FeedbackItem"},
+                        }
                     },
                 },
+                "FeedbackItem": feedback_item,
                 "FeedbackResponse": {
                     "type": "object",
-                    "required": ["stored", "duplicates"],
+                    "required": ["stored", "duplicates", "conflicts", "rejected"],
                     "properties": {
                         "stored": {"type": "integer"},
                         "duplicates": {"type": "integer"},
+                        "conflicts": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["record", "key", "stored", "sent"],
+                                "properties": {
+                                    "record": {"type": "integer"},
+                                    "key": {"type": "string"},
+                                    "stored": {},
+                                    "sent": label,
+                                },
+                            },
+                        },
+                        "rejected": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["record", "errors"],
+                                "properties": {
+                                    "record": {"type": ["integer", "null"]},
+                                    "errors": {"type": "array", "items": {"type": "object"}},
+                                },
+                            },
+                        },
                     },
                 },
                 "Object": simple,

@@ -236,16 +236,24 @@ class Server:
             self.metrics.inc("setpoint_errors_total", (("kind", "shadow_failed"),))
 
     async def feedback(self, request: Request) -> Response:
-        from setpoint.registry.feedback import record_feedback
+        from setpoint.registry.feedback import LabelRule, record_feedback
 
-        if self.serving.predict_auth == "key":
-            await admin.check_key(self, request)
+        if (self.serving.feedback_auth or self.serving.predict_auth) == "key":
+            await admin.check_key(self, request, scope="feedback")
         body = await read_json(request, max_bytes=self.serving.max_body_bytes)
         items = _field(body, "feedback", list)
+        # Labels are judged against the champion's target, the model monitoring judges;
+        # with none loaded yet, only the form of each item is checked.
+        champion = self.router.champion
+        rule = None if champion is None else LabelRule.of(champion.model)
         result = await asyncio.to_thread(
-            record_feedback, self.project.store.db, project=self.project.name, items=items
+            record_feedback,
+            self.project.store.db,
+            project=self.project.name,
+            items=items,
+            rule=rule,
         )
-        return JSONResponse({"stored": result.stored, "duplicates": result.duplicates})
+        return JSONResponse(result.to_dict())
 
     # -- reading ------------------------------------------------------------------------------
 

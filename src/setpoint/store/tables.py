@@ -207,6 +207,8 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("revoked_at", UTCDateTime, nullable=True),
+    # admin: every keyed endpoint; feedback: POST /v1/feedback only (registry.api_keys)
+    sa.Column("scope", sa.String(16), nullable=False, server_default="admin"),
     sa.UniqueConstraint("name", name="uq_api_keys_name"),
     sa.UniqueConstraint("key_hash", name="uq_api_keys_hash"),
 )

@@ -25,10 +25,11 @@ from setpoint.errors import StoreError
 from setpoint.traffic.log import describe_log, read_log
 
 if TYPE_CHECKING:
-    from setpoint.registry.feedback import Feedback
+    from setpoint.registry.feedback import Feedback, LabelRule
     from setpoint.store.workspace import Store
 
 __all__ = [
+    "LABEL_SKIPPED",
     "SERVED_ROLES",
     "Traffic",
     "decode_traffic",
@@ -38,6 +39,8 @@ __all__ = [
 ]
 
 SERVED_ROLES = ("champion", "canary")
+# The column of a joined ``Traffic.meta`` that says why a row's stored label was not used.
+LABEL_SKIPPED = "label_skipped"
 _META = ("request_id", "index", "entity_id", "time", "model_version", "role")
 
 
@@ -140,25 +143,37 @@ def frame_traffic(
 
 
 def join_feedback(
-    traffic: Traffic, feedback: list[Feedback], *, as_of: datetime | None = None
+    traffic: Traffic,
+    feedback: list[Feedback],
+    *,
+    as_of: datetime | None = None,
+    rule: LabelRule | None = None,
 ) -> Traffic:
     """``traffic`` with ``label`` and ``label_time`` from the ``feedback`` received by ``as_of``.
 
     A ``req:`` item labels the prediction at (request_id, index); an ``ent:``
     item labels every prediction of its entity. A key by request wins over one
     by entity, being the more precise. ``as_of`` None takes every item.
+
+    With ``rule`` (the judged model's target), a stored label the model cannot be
+    judged on (one an older version accepted, or one written to the store by hand)
+    labels nothing: its rows keep no label and the column ``label_skipped`` (there
+    only when ``rule`` is given) says why, so that one bad row is counted instead of
+    failing every reader.
     """
-    by_request: dict[tuple[str, int], tuple[Any, datetime]] = {}
-    by_entity: dict[str, tuple[Any, datetime]] = {}
+    by_request: dict[tuple[str, int], tuple[Any, datetime | None, str | None]] = {}
+    by_entity: dict[str, tuple[Any, datetime | None, str | None]] = {}
     for item in feedback:
         if as_of is not None and item.received_at > as_of:
             continue
+        why = None if rule is None else rule.problem(item.label)
+        entry = (item.label, item.received_at, None) if why is None else (None, None, why[1])
         if item.request_id is not None:
-            by_request[(item.request_id, int(item.index or 0))] = (item.label, item.received_at)
+            by_request[(item.request_id, int(item.index or 0))] = entry
         elif item.entity_id is not None:
-            by_entity[item.entity_id] = (item.label, item.received_at)
+            by_entity[item.entity_id] = entry
     meta = traffic.meta
-    found: list[tuple[Any, datetime] | None] = []
+    found: list[tuple[Any, datetime | None, str | None] | None] = []
     for rid, idx, entity in zip(
         meta["request_id"].tolist(),
         meta["index"].tolist(),
@@ -176,4 +191,8 @@ def join_feedback(
     joined["label_time"] = pd.to_datetime(
         pd.Series([f[1] if f else None for f in found], index=meta.index, dtype=object), utc=True
     )
+    if rule is not None:  # the column says the labels were judged, and which were not used
+        joined[LABEL_SKIPPED] = pd.Series(
+            [f[2] if f else None for f in found], index=meta.index, dtype=object
+        )
     return Traffic(meta=joined, inputs=traffic.inputs)

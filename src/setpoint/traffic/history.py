@@ -12,7 +12,7 @@ import pandas as pd
 
 from setpoint.errors import NotFoundError, StoreError
 from setpoint.registry.datasets import load_dataset
-from setpoint.registry.feedback import list_feedback
+from setpoint.registry.feedback import LabelRule, list_feedback
 from setpoint.store.workspace import Store
 from setpoint.traffic.frames import (
     SERVED_ROLES,
@@ -30,18 +30,26 @@ LABEL_TIME = "__label_time__"
 
 
 def traffic_as_of(
-    store: Store, *, project: str, as_of: datetime, roles: tuple[str, ...] = SERVED_ROLES
+    store: Store,
+    *,
+    project: str,
+    as_of: datetime,
+    roles: tuple[str, ...] = SERVED_ROLES,
+    rule: LabelRule | None = None,
 ) -> Traffic:
     """Predictions in ``roles`` served up to ``as_of``, with the labels received by then.
 
-    Empty (no rows) when nothing was logged yet.
+    Empty (no rows) when nothing was logged yet. ``rule`` leaves out the labels the
+    model of that target cannot be judged on (``join_feedback``).
     """
     try:
         logged = load_traffic(store, project=project, roles=roles)
     except StoreError:
         return decode_traffic(SCHEMA.empty_table(), roles=roles)
     keep = (pd.to_datetime(logged.meta["time"], utc=True) <= pd.Timestamp(as_of)).to_numpy()
-    return join_feedback(logged.take(keep), list_feedback(store.db, project=project), as_of=as_of)
+    return join_feedback(
+        logged.take(keep), list_feedback(store.db, project=project), as_of=as_of, rule=rule
+    )
 
 
 def history(
@@ -52,12 +60,14 @@ def history(
     timestamp: str | None,
     entity: str | None,
     as_of: datetime,
+    rule: LabelRule | None = None,
 ) -> pd.DataFrame:
     """Every labelled row a retrain at ``as_of`` may learn from, with its ``LABEL_TIME``.
 
     The ingested ``events`` (labelled when they were stored: a batch holds its
     outcomes) and the served traffic whose labels arrived by ``as_of``: its
-    inputs, ``target`` set to the label, and ``LABEL_TIME``.
+    inputs, ``target`` set to the label, and ``LABEL_TIME``. With ``rule``, a
+    served row whose stored label is not one of the target's is not learned from.
     """
     parts: list[pd.DataFrame] = []
     try:
@@ -68,7 +78,7 @@ def history(
         stored_at = max(batch.created_at for batch in batches)
         if stored_at <= as_of:
             parts.append(ingested.assign(**{LABEL_TIME: pd.Timestamp(stored_at)}))
-    served = traffic_as_of(store, project=project, as_of=as_of)
+    served = traffic_as_of(store, project=project, as_of=as_of, rule=rule)
     labelled = served.meta["label_time"].notna().to_numpy()
     if labelled.any():
         rows = served.take(labelled)
