@@ -35,7 +35,7 @@ def simulated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
                     "shadow": {"requests": 100, "duration": "1d"},
                     "watch": {"duration": "3d"},
                 }
-            )
+            ),
         }
     )
     (root / "spec.yaml").write_text(dump_spec(spec), encoding="utf-8")
