@@ -42,6 +42,7 @@ except ImportError as exc:
 __all__ = ["create_ui", "plotly_bundle"]
 
 _HERE = Path(__file__).parent
+_LARGEST_VERSION = 2**63 - 1
 
 
 def plotly_bundle() -> Path:
@@ -127,8 +128,10 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
 
     def model(request: Request) -> dict[str, Any]:
         raw = request.path_params["version"]
-        if not raw.isdigit():
-            raise NotFoundError(kind="model version", name=raw, hint="Versions are numbers.")
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int), and no more than
+        # a store's 64-bit integer holds: a larger number is no version either.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > _LARGEST_VERSION:
+            raise NotFoundError(kind="model version", name=raw[:40], hint="Versions are numbers.")
         data = pages.model_page(project, int(raw))
         return {"page": data, "active": "models"}
 
