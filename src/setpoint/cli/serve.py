@@ -116,6 +116,7 @@ def serve(
     import uvicorn
 
     from setpoint.serve.connections import PROTOCOL
+
     project = open_project(directory)  # spec and store errors surface here, before forking
     _check_port(host, port)
     if autopilot and project.spec.autopilot is None:
