@@ -17,6 +17,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
 from _support.serving import copy_project, serving
+from setpoint.project import Project
+from setpoint.registry.api_keys import create_key
 
 pytestmark = pytest.mark.slow
 
@@ -33,31 +35,42 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 
 
+ADMIN = {"/v1/admin/promote", "/v1/admin/rollback", "/v1/admin/reload"}
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_input_breaks_the_server(
     flights_project: Path, tmp_path: Path, mode: GenerationMode
 ) -> None:
+    # A private copy: with a valid key the fuzz may promote version 2 and roll it back.
     root = copy_project(flights_project, tmp_path / "flights")
+    key = create_key(Project.open(root).store.db, name="fuzz")
     with serving(root) as server:
         schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", config=CONFIG)
         operations = [result.ok() for result in schema.get_all_operations()]
         assert {op.path for op in operations} >= {"/v1/predict", "/v1/feedback", "/v1/models"}
+        assert {op.path for op in operations} >= ADMIN
         for operation in operations:
             if mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET":
                 continue  # they take no input, so there is nothing to break
+            admin = operation.path in ADMIN
+            # The admin operations run the gate or reload models: fewer examples, each
+            # once without a valid key (as generated) and once with one.
+            keys = [None, {"Authorization": f"Bearer {key}"}] if admin else [None]
+            for headers in keys:
 
-            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-            @hypothesis.settings(
-                max_examples=80,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                suppress_health_check=list(hypothesis.HealthCheck),
-            )
-            def fuzz(case: schemathesis.Case) -> None:
-                response = case.call(base_url=server.url)
-                assert response.status_code < 500, response.text
-                case.validate_response(response)
+                @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+                @hypothesis.settings(
+                    max_examples=12 if admin else 80,
+                    deadline=None,
+                    derandomize=True,
+                    database=None,
+                    suppress_health_check=list(hypothesis.HealthCheck),
+                )
+                def fuzz(case: schemathesis.Case) -> None:
+                    response = case.call(base_url=server.url, headers=headers)
+                    assert response.status_code < 500, response.text
+                    case.validate_response(response)
 
-            fuzz()
+                fuzz()
         assert "Traceback" not in server.log()
