@@ -253,3 +253,19 @@ def test_an_impossible_version_on_the_dashboard_is_its_404_page(
     assert response.status_code == 404, response.text[:300]
     assert response.headers["content-type"].startswith("text/html")
     assert "Not found" in response.text
+
+
+def test_admin_bodies_the_fuzz_found(guarded: tuple[ServerProcess, str]) -> None:
+    server, key = guarded
+    auth = {"Authorization": f"Bearer {key}"}
+    with _client(server) as http:
+        # A bare POST: httpx, like most clients, sends "Content-Length: 0" and no type.
+        bare = http.post("/v1/admin/rollback", headers=auth)
+        assert bare.status_code == 409, bare.text  # nothing to roll back to, not a 415
+        same = http.post("/v1/admin/promote", json={"version": 1.0}, headers=auth)
+        assert same.status_code == 200, same.text  # 1.0 is the integer 1 in JSON
+        assert same.json()["serving"]["champion"] == 1
+        for body in ({"version": 2**70}, {"version": 1, "reason": "a\x00b"}):
+            refused = http.post("/v1/admin/promote", json=body, headers=auth)
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["kind"] == "invalid_request"

@@ -62,12 +62,12 @@ def _options(body: Any, allowed: dict[str, type | tuple[type, ...]]) -> dict[str
         raise ApiError(
             400, "invalid_request", f"Unknown key(s) {unknown}; expected some of {sorted(allowed)}."
         )
-    body = dict(body)
+    options: dict[str, Any] = dict(body)
     for name, kind in allowed.items():
-        value = body.get(name)
+        value = options.get(name)
         if kind is int and isinstance(value, float) and value.is_integer():
             # JSON has one number type: 2.0 is the integer 2 (JSON Schema says so too).
-            value = body[name] = int(value)
+            value = options[name] = int(value)
         if value is not None and (
             (isinstance(value, bool) and kind is int) or not isinstance(value, kind)
         ):
@@ -87,7 +87,7 @@ def _options(body: Any, allowed: dict[str, type | tuple[type, ...]]) -> dict[str
             )
         if isinstance(value, str) and "\x00" in value:
             raise ApiError(400, "invalid_request", f"{name!r} must not contain a NUL character.")
-    return body
+    return options
 
 
 async def _body(server: Server, request: Request) -> Any:

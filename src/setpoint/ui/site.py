@@ -29,7 +29,7 @@ try:
     import jinja2
     from markupsafe import Markup
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import FileResponse, HTMLResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
@@ -185,6 +185,8 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
             said = await asyncio.to_thread(actions.perform, project, action, form)
         except SetpointError as exc:
             return refusal(exc, "Nothing was done")
+        except ClientDisconnect:  # the form was cut off: nothing done, no one to tell
+            return Response(status_code=499)
         return render("message.html", heading="Done", message=said)
 
     async def plotly_js(request: Request) -> Response:
