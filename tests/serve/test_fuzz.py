@@ -17,6 +17,8 @@ from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
 from _support.serving import copy_project, serving
+from setpoint.project import Project
+from setpoint.registry.api_keys import create_key
 
 pytestmark = pytest.mark.slow
 
@@ -33,31 +35,55 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 
 
+ADMIN = {"/v1/admin/promote", "/v1/admin/rollback", "/v1/admin/reload"}
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_input_breaks_the_server(
     flights_project: Path, tmp_path: Path, mode: GenerationMode
 ) -> None:
+    # A private copy: with a valid key the fuzz may promote version 2 and roll it back.
     root = copy_project(flights_project, tmp_path / "flights")
+    key = create_key(Project.open(root).store.db, name="fuzz")
     with serving(root) as server:
         schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json", config=CONFIG)
         operations = [result.ok() for result in schema.get_all_operations()]
         assert {op.path for op in operations} >= {"/v1/predict", "/v1/feedback", "/v1/models"}
+        assert {op.path for op in operations} >= ADMIN
         for operation in operations:
             if mode is GenerationMode.NEGATIVE and operation.method.upper() == "GET":
                 continue  # they take no input, so there is nothing to break
-
-            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-            @hypothesis.settings(
-                max_examples=80,
-                deadline=None,
-                derandomize=True,
-                database=None,
-                suppress_health_check=list(hypothesis.HealthCheck),
-            )
-            def fuzz(case: schemathesis.Case) -> None:
-                response = case.call(base_url=server.url)
-                assert response.status_code < 500, response.text
-                case.validate_response(response)
-
-            fuzz()
+            if operation.path in ADMIN:
+                # Without a valid key (as generated) they are refused at once; with one they
+                # run the gate or reload models, so fewer examples.
+                _fuzz(operation, mode, server.url, examples=12)
+                _fuzz(operation, mode, server.url, examples=6, key=key)
+            else:
+                _fuzz(operation, mode, server.url, examples=80)
         assert "Traceback" not in server.log()
+
+
+def _fuzz(
+    operation: schemathesis.APIOperation,
+    mode: GenerationMode,
+    url: str,
+    *,
+    examples: int,
+    key: str | None = None,
+) -> None:
+    headers = None if key is None else {"Authorization": f"Bearer {key}"}
+
+    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+    @hypothesis.settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    def fuzz(case: schemathesis.Case) -> None:
+        response = case.call(base_url=url, headers=headers)
+        assert response.status_code < 500, response.text
+        case.validate_response(response)
+
+    fuzz()

@@ -26,6 +26,7 @@ class Load:
         self.url = url
         self.body = [{"records": records(flights, 1, start=i)} for i in range(200)]
         self.answered: list[tuple[str, int]] = []  # (request id, model version) of each 200
+        self.latencies: list[tuple[float, float]] = []  # (when sent, seconds to its answer)
         self.failures: list[str] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(t,)) for t in range(threads)]
@@ -49,6 +50,7 @@ class Load:
             while not self._stop.is_set():
                 rid = f"w{worker}-{n}"
                 n += 1
+                sent = time.monotonic()
                 try:
                     response = client.post(
                         "/v1/predict", json=self.body[n % 200], headers={"X-Request-ID": rid}
@@ -56,6 +58,7 @@ class Load:
                 except httpx.TransportError as exc:
                     self.failures.append(f"{rid}: {exc!r}")
                     continue
+                self.latencies.append((sent, time.monotonic() - sent))
                 if response.status_code == 200:
                     self.answered.append((rid, response.json()["model_version"]))
                 else:
@@ -67,6 +70,18 @@ class Load:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(self.answered)} answers, failures: {self.failures[:3]}")
             time.sleep(0.01)
+
+    def wait_until_served_by(self, version: int, timeout: float = 60) -> None:
+        """Until the latest 50 answers all come from ``version`` (every worker swapped)."""
+        deadline = time.monotonic() + timeout
+        while {v for _, v in self.answered[-50:]} != {version}:
+            recent = {v for _, v in self.answered[-50:]}
+            assert time.monotonic() < deadline, f"still served by {recent} after {timeout} s"
+            time.sleep(0.05)
+
+    def slowest(self, since: float, until: float) -> float:
+        """The longest a request sent between ``since`` and ``until`` waited, in seconds."""
+        return max((took for sent, took in self.latencies if since <= sent <= until), default=0.0)
 
 
 def logged_ids(project_dir: Path) -> list[str]:
@@ -135,20 +150,21 @@ def test_hot_swap_under_load_fails_no_request(
     project = Project.open(project_dir)
     with serving(project_dir, workers=workers) as server, Load(server.url, flights) as load:
         load.wait_for(300)
+        steady = time.monotonic()
+        load.wait_for(600)
+        swapping = time.monotonic()
         project.promote(2, force=True, reason="swap under load")
-        swapped_at = time.monotonic()
-        # every worker answers with version 2 within a few seconds
-        while True:
-            recent = {version for _, version in load.answered[-50:]}
-            if recent == {2}:
-                break
-            assert time.monotonic() - swapped_at < 10, recent
-            time.sleep(0.05)
+        load.wait_until_served_by(2)
         project.rollback(reason="and back")
-        while {version for _, version in load.answered[-50:]} != {1}:
-            assert time.monotonic() - swapped_at < 20
-            time.sleep(0.05)
+        load.wait_until_served_by(1)
+        done = time.monotonic()
         load.stop()
+    # Reported, not asserted: a shared machine's scheduler decides what a wall clock says.
+    print(
+        f"\nworst request latency, {workers} worker(s): "
+        f"{load.slowest(steady, swapping) * 1000:.0f} ms without a swap, "
+        f"{load.slowest(swapping, done) * 1000:.0f} ms across two swaps"
+    )
     assert load.failures == []
     versions = [version for _, version in load.answered]
     assert 1 in versions
@@ -177,7 +193,7 @@ def test_corrupted_artifact_is_refused_and_the_old_model_keeps_serving(
                 reason="",
                 actor="test",
             )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while not project.events(kind="model_load_refused"):
             assert time.monotonic() < deadline, "no model_load_refused event"
             time.sleep(0.1)

@@ -34,7 +34,7 @@ def point(project: Project, alias: str, version: int | None) -> None:
 
 
 def wait_for_version(http: httpx.Client, role: str, version: int | None) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while True:
         serving_now = http.get("/v1/models").json()["serving"]
         current = serving_now[role] and serving_now[role]["version"]
@@ -48,6 +48,13 @@ def predict(http: httpx.Client, flights: pd.DataFrame, i: int) -> httpx.Response
     response = http.post("/v1/predict", json={"records": records(flights, 1, start=i)})
     assert response.status_code == 200, response.text
     return response
+
+
+def shadow_count(http: httpx.Client) -> float:
+    """Records the shadow has scored and logged, from /metrics."""
+    prefix = 'setpoint_predictions_total{role="shadow"'
+    lines = http.get("/metrics").text.splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
 
 
 @contextmanager
@@ -64,7 +71,11 @@ def test_shadow_is_logged_never_returned(project_dir: Path, flights: pd.DataFram
         wait_for_version(http, "shadow", 2)
         answers = [predict(http, flights, i).json() for i in range(30)]
         assert {a["model_version"] for a in answers} == {1}
-        time.sleep(0.5)  # shadow rows are written after the answer
+        # Shadow rows are written after the answer; each is counted once it is in the log.
+        deadline = time.monotonic() + 60
+        while shadow_count(http) < len(answers):
+            assert time.monotonic() < deadline, shadow_count(http)
+            time.sleep(0.05)
         server.kill()
     with LocalPredictionLog(project_dir / ".setpoint" / "predictions" / "flights" / "w0") as plog:
         rows = plog.read().to_pylist()

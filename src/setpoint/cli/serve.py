@@ -25,9 +25,15 @@ ROOT_ENV = "SETPOINT_SERVE_ROOT"
 
 def app_factory() -> object:
     """The ASGI app for each worker (``uvicorn --factory``)."""
+    from setpoint.serve.connections import configure, raise_open_files_limit
+    from setpoint.serve.logs import throttle_logs
     from setpoint.serve.server import create_app
 
-    return create_app(os.environ[ROOT_ENV])
+    raise_open_files_limit()
+    throttle_logs()
+    app = create_app(os.environ[ROOT_ENV])
+    configure(app.state.server.serving)
+    return app
 
 
 def ui_factory() -> object:
@@ -37,9 +43,14 @@ def ui_factory() -> object:
     from starlette.routing import Mount, Route
 
     from setpoint.project import Project
+    from setpoint.serve.connections import configure, raise_open_files_limit
+    from setpoint.serve.logs import throttle_logs
     from setpoint.ui.site import create_ui
 
+    raise_open_files_limit()
+    throttle_logs()
     project = Project.open(os.environ[ROOT_ENV])
+    configure(project.spec.serving)
 
     async def home(request: object) -> RedirectResponse:
         return RedirectResponse("/ui/")
@@ -98,10 +109,14 @@ def serve(
             expected="debug, info, warning or error",
             got=log_level,
         )
-    try:
-        import uvicorn
-    except ImportError:
-        raise MissingExtraError(extra="serve", module="uvicorn", feature="setpoint serve") from None
+    for module in ("uvicorn", "httptools"):
+        # httptools comes with uvicorn[standard]; the connection guard is built on it.
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtraError(extra="serve", module=module, feature="setpoint serve")
+    import uvicorn
+
+    from setpoint.serve.connections import PROTOCOL
+
     project = open_project(directory)  # spec and store errors surface here, before forking
     _check_port(host, port)
     if autopilot and project.spec.autopilot is None:
@@ -134,6 +149,9 @@ def serve(
             log_level=log_level,
             access_log=False,  # the prediction log is the record of every request
             timeout_graceful_shutdown=10,
+            http=PROTOCOL,  # header and body deadlines, a connection cap (serve/connections.py)
+            ws="none",  # no websocket routes: an upgrade request is answered as plain HTTP
+            timeout_keep_alive=project.spec.serving.keep_alive_timeout,
         )
     finally:
         if pilot is not None:
@@ -155,11 +173,13 @@ def ui(
         raise InvalidParameterError(
             owner="ui", parameter="--port", expected="in 1..65535", got=port
         )
-    for module in ("uvicorn", "jinja2"):
+    for module in ("uvicorn", "httptools", "jinja2"):
         # Named here, in the command, rather than as a traceback in a worker.
         if importlib.util.find_spec(module) is None:
             raise MissingExtraError(extra="ui", module=module, feature="setpoint ui")
     import uvicorn
+
+    from setpoint.serve.connections import PROTOCOL
 
     project = open_project(directory)
     _check_port(host, port)
@@ -172,6 +192,9 @@ def ui(
         port=port,
         log_level="warning",
         access_log=False,
+        http=PROTOCOL,
+        ws="none",
+        timeout_keep_alive=project.spec.serving.keep_alive_timeout,
     )
 
 

@@ -215,6 +215,21 @@ class ServingSpec(_Strict):
     reload_interval: Annotated[float, Field(gt=0, le=3600)] = 1.0
     explain_top: Annotated[int, Field(ge=1)] = 5
     canary: CanaryPolicy = CanaryPolicy()
+    keep_alive_timeout: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=5, description="Seconds an idle keep-alive connection is kept open."
+    )
+    header_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=10.0,
+        description="Seconds a connection may take to send a request's line and headers.",
+    )
+    body_timeout: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0,
+        description="Seconds a request may take to send its whole body after its headers.",
+    )
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        default=2048,
+        description="Open connections per worker; one more is answered 503 and closed.",
+    )
 
 
 AlertRule = Literal["drift", "realized", "estimated"]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["check_key", "promote", "reload", "rollback"]
 
 _CACHE_S = 5.0
+_INT64 = (-(2**63), 2**63 - 1)
 _valid: dict[str, tuple[float, str, str]] = {}  # sha256 of a key -> (valid until, name, scope)
 
 
@@ -76,21 +77,39 @@ def _options(body: Any, allowed: dict[str, type | tuple[type, ...]]) -> dict[str
         raise ApiError(
             400, "invalid_request", f"Unknown key(s) {unknown}; expected some of {sorted(allowed)}."
         )
+    options: dict[str, Any] = dict(body)
     for name, kind in allowed.items():
-        value = body.get(name)
+        value = options.get(name)
+        if kind is int and isinstance(value, float) and value.is_integer():
+            # JSON has one number type: 2.0 is the integer 2 (JSON Schema says so too).
+            value = options[name] = int(value)
         if value is not None and (
             (isinstance(value, bool) and kind is int) or not isinstance(value, kind)
         ):
             raise ApiError(
                 400,
                 "invalid_request",
-                f"{name!r} must be {getattr(kind, '__name__', kind)}; got {value!r}.",
+                f"{name!r} must be {getattr(kind, '__name__', kind)}; got {value!r:.80}.",
             )
-    return body
+        # What the store cannot hold is refused here, not as a database error (a 500).
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not _INT64[0] <= value <= _INT64[1]
+        ):
+            raise ApiError(
+                400, "invalid_request", f"{name!r} must be a version number; got {value!r:.80}."
+            )
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(400, "invalid_request", f"{name!r} must not contain a NUL character.")
+    return options
 
 
 async def _body(server: Server, request: Request) -> Any:
-    if not request.headers.get("content-length") and "content-type" not in request.headers:
+    # No body: none sent, or an empty one (most clients send "Content-Length: 0" on a
+    # bare POST) without a content type.
+    length = request.headers.get("content-length", "").strip()
+    if length in ("", "0") and "content-type" not in request.headers:
         return None
     return await read_json(request, max_bytes=server.serving.max_body_bytes)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from setpoint.config.spec import ServingSpec, Task
 from setpoint.registry.feedback import LabelRule
+from setpoint.serve.router import ROLES
 from setpoint.serve.scorer import Scorer, example_record
 
 __all__ = ["openapi_document"]
@@ -24,6 +25,13 @@ _ERRORS = {
     "415": "Not application/json",
     "422": "Records that break the schema; each bad field named",
     "503": "No champion loaded yet",
+}
+_ADMIN_ERRORS = {
+    **_ERRORS,
+    "404": "No such model version",
+    "409": "The current state or the spec refuses it (nothing to roll back to)",
+    "422": "The version's stored files are not a model that loads",
+    "503": "The store cannot be read, or an artifact fails its sha256 check",
 }
 
 
@@ -117,11 +125,90 @@ def _prediction_schema(task: Task) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": ["label"]}
 
 
-def _responses(ok: str, *codes: str) -> dict[str, Any]:
+def _responses(ok: str, *codes: str, words: dict[str, str] = _ERRORS) -> dict[str, Any]:
     out: dict[str, Any] = {"200": {"description": "OK", "content": _json(ok)}}
     for code in codes:
-        out[code] = {"description": _ERRORS[code], "content": _json("Error")}
+        out[code] = {"description": words[code], "content": _json("Error")}
     return out
+
+
+def _admin_paths() -> dict[str, Any]:
+    """promote, rollback and reload: always keyed, whatever ``serving.predict_auth`` says."""
+    keyed: list[dict[str, list[str]]] = [{"apiKey": []}]
+    # 400 also for a body that is not JSON; 413 and 415 only for one that is sent
+    codes = ("400", "401", "403", "413", "415", "503")
+
+    def operation(summary: str, ok: str, body: str | None, *more: str) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "summary": summary,
+            "security": keyed,
+            "responses": _responses(ok, *codes, *more, words=_ADMIN_ERRORS),
+        }
+        if body is not None:
+            found["requestBody"] = {"required": body == "PromoteRequest", "content": _json(body)}
+        return {"post": found}
+
+    return {
+        "/v1/admin/promote": operation(
+            "Gate a version and make it champion if it passes (or if forced)",
+            "PromoteResponse",
+            "PromoteRequest",
+            "404",
+            "409",
+            "422",
+        ),
+        "/v1/admin/rollback": operation(
+            "Give the champion back to the version that held it before",
+            "RollbackResponse",
+            "RollbackRequest",
+            "409",
+        ),
+        "/v1/admin/reload": operation("Look at the aliases now", "ReloadResponse", None),
+    }
+
+
+def _admin_schemas() -> dict[str, Any]:
+    serving = {
+        "type": "object",
+        "properties": {role: {"type": ["integer", "null"]} for role in ROLES},
+    }
+    return {
+        "PromoteRequest": {
+            "type": "object",
+            "required": ["version"],
+            "additionalProperties": False,
+            "properties": {
+                "version": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+                "reason": {"type": ["string", "null"], "pattern": "^[^\\u0000]*$"},
+                "force": {"type": ["boolean", "null"]},
+            },
+        },
+        "PromoteResponse": {
+            "type": "object",
+            "required": ["promoted", "forced", "decision", "serving"],
+            "properties": {
+                "promoted": {"type": "boolean"},
+                "forced": {"type": "boolean"},
+                "decision": {"type": "object"},
+                "serving": serving,
+            },
+        },
+        "RollbackRequest": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"reason": {"type": ["string", "null"], "pattern": "^[^\\u0000]*$"}},
+        },
+        "RollbackResponse": {
+            "type": "object",
+            "required": ["champion", "serving"],
+            "properties": {"champion": {"type": "integer"}, "serving": serving},
+        },
+        "ReloadResponse": {
+            "type": "object",
+            "required": ["serving"],
+            "properties": {"serving": serving},
+        },
+    }
 
 
 def _json(name: str) -> dict[str, Any]:
@@ -227,6 +314,7 @@ def openapi_document(
             "/v1/models": {"get": {"summary": "Models", "responses": _responses("Object")}},
             "/healthz": {"get": {"summary": "Liveness", "responses": _responses("Object")}},
             "/readyz": {"get": {"summary": "Readiness", "responses": _responses("Object", "503")}},
+            **_admin_paths(),
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
@@ -304,6 +392,7 @@ def openapi_document(
                         },
                     },
                 },
+                **_admin_schemas(),
                 "Object": simple,
                 "Error": _error_schema(),
             },

@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
@@ -34,6 +34,8 @@ from setpoint.errors import (
     MissingExtraError,
     SetpointError,
     StoreError,
+    http_kind,
+    http_status,
 )
 from setpoint.project import Project
 from setpoint.serve import admin
@@ -53,6 +55,10 @@ log = logging.getLogger("setpoint.serve")
 Handler = Callable[["Server", Request], Awaitable[Response]]
 _MAX_SLOTS = 256
 _SEAL_EVERY_S = 30.0
+# The kind a request cut off by its client is counted as in setpoint_errors_total, and
+# the status its (never sent) answer is counted with: nginx's "client closed request".
+_DISCONNECTED = "client_disconnected"
+_DISCONNECTED_STATUS = 499
 
 
 class Server:
@@ -363,17 +369,25 @@ def _endpoint(
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
         rid: str | None = None
+        kind = ""
         try:
             rid = request_id(request)
             request.state.request_id = rid
             response = await handler(server, request)
+        except ClientDisconnect:
+            # Nothing to answer and nothing wrong with the server: counted, not logged.
+            kind = _DISCONNECTED
+            response = Response(status_code=_DISCONNECTED_STATUS)
         except Exception as exc:
+            kind = http_kind(exc)
             if not isinstance(exc, SetpointError):  # not raised on purpose: a bug, answered 500
+                # Once per interval for each kind of bug (serve/logs.py), not once per request.
                 log.exception("unexpected error in %s", name)
+            elif http_status(exc) >= 500:
+                log.error("%s answered %d %s: %s", name, http_status(exc), kind, exc)
             response = error_response(exc, request_id=rid)
         status = response.status_code
-        if status >= 400:
-            kind = "internal" if status >= 500 else str(status)
+        if kind:
             server.metrics.inc("setpoint_errors_total", (("kind", kind),))
         server.metrics.inc("setpoint_requests_total", (("endpoint", name), ("status", str(status))))
         server.metrics.observe(

@@ -54,8 +54,9 @@ def parse_form(body: bytes, content_type: str) -> dict[str, str]:
 
 
 def _version(project: Project, raw: str | None) -> int:
-    if raw is None or not raw.strip().isdigit():
-        raise ActionError(400, f"'version' must be a version number; got {raw!r}.")
+    # ASCII digits only: "²" is a digit to str.isdigit but not to int.
+    if raw is None or not (raw.strip().isascii() and raw.strip().isdigit()) or len(raw) > 40:
+        raise ActionError(400, f"'version' must be a version number; got {raw!r:.60}.")
     number = int(raw)
     if number not in {v.version for v in project.versions()}:
         raise ActionError(404, f"{project.name} has no version {number}.")

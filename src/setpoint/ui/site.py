@@ -29,7 +29,7 @@ try:
     import jinja2
     from markupsafe import Markup
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import FileResponse, HTMLResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
@@ -42,6 +42,7 @@ except ImportError as exc:
 __all__ = ["create_ui", "plotly_bundle"]
 
 _HERE = Path(__file__).parent
+_LARGEST_VERSION = 2**63 - 1
 
 
 def plotly_bundle() -> Path:
@@ -127,8 +128,10 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
 
     def model(request: Request) -> dict[str, Any]:
         raw = request.path_params["version"]
-        if not raw.isdigit():
-            raise NotFoundError(kind="model version", name=raw, hint="Versions are numbers.")
+        # ASCII digits only ("²" is a digit to str.isdigit, not to int), and no more than
+        # a store's 64-bit integer holds: a larger number is no version either.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > _LARGEST_VERSION:
+            raise NotFoundError(kind="model version", name=raw[:40], hint="Versions are numbers.")
         data = pages.model_page(project, int(raw))
         return {"page": data, "active": "models"}
 
@@ -182,6 +185,8 @@ def create_ui(project: Project, *, prefix: str = "/ui") -> Starlette:
             said = await asyncio.to_thread(actions.perform, project, action, form)
         except SetpointError as exc:
             return refusal(exc, "Nothing was done")
+        except ClientDisconnect:  # the form was cut off: nothing done, no one to tell
+            return Response(status_code=499)
         return render("message.html", heading="Done", message=said)
 
     async def plotly_js(request: Request) -> Response:
