@@ -28,6 +28,8 @@ _ADVICE = {
     errno.EROFS: ("read-only file system", _READ_ONLY),
     errno.EACCES: ("permission denied", _DENIED),
     errno.EPERM: ("operation not permitted", _DENIED),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "point it at a folder"),
+    errno.EEXIST: ("a file is in the way of a folder", "point it at a folder"),
 }
 
 # SQLite's own words for the same faults (sqlite3.OperationalError carries no errno).
