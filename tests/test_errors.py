@@ -57,6 +57,11 @@ def examples() -> list[SetpointError]:
         errors.NotFoundError(kind="model version", name="flights@9"),
         errors.ConflictError("Another writer moved the alias 'champion' first; retry."),
         errors.ArtifactIntegrityError("The bytes of model.txt changed.", sha256="0" * 64),
+        errors.StoreFaultError(
+            "Cannot write the artifact store at /data: no space left on device.",
+            path="/data",
+            cause="no space left on device",
+        ),
         errors.PredictionLogCorruptError("a bad CRC", path="w0/seg-1.log", offset=128),
         errors.TrainingError("The target column 'late' has only one class."),
         errors.ServerError(

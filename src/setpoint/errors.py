@@ -27,6 +27,7 @@ and answers 500 ``internal``. Only ``ApiError`` sets its own per instance.
     │   ├── NotFoundError             404 not_found       no such model, alias...: .kind .name
     │   ├── ConflictError             409 conflict        another writer won, or a contradiction
     │   ├── ArtifactIntegrityError    503 unavailable     sha256 mismatch, not loaded: .sha256
+    │   ├── StoreFaultError           503 unavailable     disk full, read-only, denied: .path .cause
     │   └── PredictionLogCorruptError 503 unavailable     a frame fails its CRC: .path .offset
     ├── TrainingError                 422 unprocessable   no model trains or loads from this
     ├── ServerError                   502 bad_gateway     another server refused: .status .kind
@@ -68,6 +69,7 @@ __all__ = [
     "SourceError",
     "SpecError",
     "StoreError",
+    "StoreFaultError",
     "TrainingError",
     "http_kind",
     "http_status",
@@ -278,6 +280,22 @@ class ArtifactIntegrityError(StoreError):
     def __init__(self, message: str, *, sha256: str) -> None:
         super().__init__(message, sha256=sha256)
         self.sha256 = sha256
+
+
+class StoreFaultError(StoreError):
+    """The disk or database under the store refused: full, read-only, permission denied.
+
+    ``path`` is the file, folder or database that refused, ``cause`` the reason in
+    a few words ("no space left on device"); the message says what to do.
+    """
+
+    http_status = 503
+    http_kind = "unavailable"
+
+    def __init__(self, message: str, *, path: str, cause: str) -> None:
+        super().__init__(message, path=path, cause=cause)
+        self.path = path
+        self.cause = cause
 
 
 class PredictionLogCorruptError(StoreError):

@@ -67,6 +67,60 @@ def test_missing_and_undecodable_files(tmp_path: Path) -> None:
         load_spec(tmp_path)
 
 
+def billion_laughs(levels: int = 9, width: int = 10) -> str:
+    """``model.params`` whose last list is ``width ** (levels - 1)`` strings once expanded."""
+    lines = ["model:", "  params:", '    a0: &a0 ["lol"]']
+    for i in range(1, levels):
+        lines.append(f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]")
+    return MINIMAL + "\n".join(lines) + "\n"
+
+
+def nested(depth: int) -> str:
+    return MINIMAL + "model:\n  params:\n    x: " + "{a: " * depth + "1" + "}" * depth + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        # 10**8 strings from 9 lines; 4 levels of 10 (1,111 values) stay well under the limit.
+        (billion_laughs(), 11, "at most 100,000"),
+        (billion_laughs(levels=4, width=101), 7, "at most 100 times"),
+        (MINIMAL + "model:\n  params: &p\n    self: *p\n", 5, "expands without end"),
+        (nested(100), 6, "nest at most 32"),
+    ],
+)
+def test_specs_that_expand_or_nest_without_bound_are_refused(
+    text: str, line: int, words: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, source="proj/setpoint.yaml")
+    assert (info.value.path, info.value.line) == ("proj/setpoint.yaml", line)
+    assert str(info.value).startswith(f"proj/setpoint.yaml:{line}: ")
+    assert words in str(info.value)
+
+
+def test_a_spec_within_the_limits_keeps_its_aliases_and_nesting() -> None:
+    spec = parse_spec(billion_laughs(levels=4) + "segments: &s [a, b]\n")
+    assert len(spec.model.params["a3"]) == 10
+    assert spec.segments == ["a", "b"]
+    assert parse_spec(nested(20)).model.params["x"]["a"]["a"]
+
+
+def test_a_huge_spec_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    path = tmp_path / "setpoint.yaml"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(MINIMAL)
+        # 64 MiB of comments; the loader reads at most its limit plus a byte of them.
+        line = "# " + "x" * 1021 + "\n"
+        for _ in range(64 * 1024):
+            handle.write(line)
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path)
+    assert info.value.path == str(path)
+    assert info.value.line == 4 + (1 << 20) // 1024 - 1
+    assert "at most 1,048,576 bytes" in str(info.value)
+
+
 def test_dump_round_trips() -> None:
     spec = parse_spec(MINIMAL + "segments: [a, b]\ngate: {margin: 0.01}\n")
     assert parse_spec(dump_spec(spec)) == spec

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from setpoint.errors import ArtifactIntegrityError, NotFoundError
+from _support.mounts import fill, read_only, tmpfs
+from setpoint.errors import ArtifactIntegrityError, NotFoundError, StoreFaultError
 from setpoint.store.artifacts import ArtifactStore, sha256_bytes
 
 
@@ -45,3 +46,48 @@ def test_any_fsspec_url(tmp_path: Path) -> None:
     sha = store.put_bytes(b"in memory")
     assert store.exists(sha)
     assert store.get_bytes(sha) == b"in memory"
+
+
+def test_a_full_disk_is_a_store_fault_naming_the_file(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", size="1m") as disk:
+        store = ArtifactStore(str(disk))
+        kept = store.put_bytes(b"stored before the disk filled")
+        fill(disk)
+        with pytest.raises(StoreFaultError) as info:
+            store.put_bytes(b"x" * 65536)
+        assert info.value.cause == "no space left on device"
+        assert info.value.path.startswith(f"{disk}/sha256/")
+        assert "free space there" in str(info.value)
+        assert "SETPOINT_ARTIFACTS_URL" in str(info.value)
+        assert not list(disk.rglob("*.tmp"))
+        assert store.get_bytes(kept) == b"stored before the disk filled"
+
+
+def test_a_read_only_disk_refuses_new_bytes_and_serves_stored_ones(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", size="1m") as disk:
+        store = ArtifactStore(str(disk))
+        kept = store.put_bytes(b"stored before the remount")
+        read_only(disk)
+        with pytest.raises(StoreFaultError, match="read-only file system") as info:
+            store.put_bytes(b"new")
+        assert "remount it read-write" in str(info.value)
+        # Bytes already stored need no write.
+        assert store.put(b"stored before the remount") == (kept, False)
+        assert store.get_bytes(kept) == b"stored before the remount"
+
+
+def test_files_lists_blobs_and_temporary_files_and_remove_deletes_one(tmp_path: Path) -> None:
+    store = ArtifactStore(str(tmp_path))
+    sha, written = store.put(b"blob")
+    assert written
+    assert store.put(b"blob") == (sha, False)
+    temporary = Path(store.path_of(sha)).with_name(f".{sha[2:]}.abc.tmp")
+    temporary.write_bytes(b"half")
+    listed = {item.path: item for item in store.files()}
+    assert listed[store.path_of(sha)].sha256 == sha
+    assert listed[store.path_of(sha)].size == 4
+    assert listed[str(temporary)].sha256 is None
+    for item in listed.values():
+        store.remove(item)
+    assert store.files() == []
+    store.remove(next(iter(listed.values())))  # already gone: no error

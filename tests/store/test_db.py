@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from setpoint.errors import ConfigError, StoreError
+from _support.mounts import fill, tmpfs
+from setpoint.errors import ConfigError, StoreError, StoreFaultError
 from setpoint.store.db import Database, redact_url
 from setpoint.store.migrations import HEAD
-from setpoint.store.tables import metadata
+from setpoint.store.tables import metadata, projects, utcnow
 from setpoint.store.workspace import Store
 
 
@@ -95,3 +96,23 @@ def test_concurrent_writers_never_collide(
     versions = list_versions(store, project="p")
     assert [v.version for v in versions] == list(range(1, 46))
     assert len({v.artifacts["m"] for v in versions}) == 45
+
+
+def test_a_full_disk_refuses_the_write_as_a_store_fault_and_still_reads(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", size="4m") as disk:
+        db = Database.sqlite(disk / "setpoint.db")
+        try:
+            with db.read() as conn:  # migrated, and the pool keeps this connection open
+                conn.execute(sa.select(projects.c.name)).all()
+            fill(disk)
+            row = {"spec": {"x": "y" * 100_000}, "created_at": utcnow(), "updated_at": utcnow()}
+            with pytest.raises(StoreFaultError) as info, db.write() as conn:
+                conn.execute(projects.insert().values(name="p", **row))
+            assert info.value.path == str(disk / "setpoint.db")
+            assert info.value.cause == "no space left on device"
+            assert str(info.value).startswith(f"Cannot write to the metadata store {disk}")
+            assert "SETPOINT_DB_URL" in str(info.value)
+            with db.read() as conn:
+                assert conn.execute(sa.select(projects.c.name)).all() == []
+        finally:
+            db.dispose()

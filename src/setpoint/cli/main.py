@@ -147,6 +147,43 @@ def _events(
     console.print(table(f"Events of {project.name}", ["id", "at (UTC)", "kind", "what"], rows))
 
 
+@app.command("gc")
+def _gc(
+    directory: ProjectDir = Path(),
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Remove the files listed (default: only list them).")
+    ] = False,
+) -> None:
+    """List the artifact files that no model version or dataset batch references.
+
+    They are left by a write that failed or was killed: a blob stored before its
+    row, a temporary file of an interrupted write (older than an hour). Nothing is
+    removed without --yes; a file any version or batch of any project in the store
+    references is never removed.
+    """
+    from setpoint.registry.sweep import find_orphans, remove_orphans
+
+    project = open_project(directory)
+    orphans = remove_orphans(project.store) if yes else find_orphans(project.store)
+    size = sum(item.size for item in orphans)
+    where = project.store.artifacts.url
+    if not orphans:
+        console.print(f"No unreferenced file in {where}.")
+        return
+    rows = [
+        (item.path, "blob" if item.sha256 else "temporary", f"{item.size:,}") for item in orphans
+    ]
+    console.print(table(f"Unreferenced files in {where}", ["path", "kind", "bytes"], rows))
+    if yes:
+        console.print(f"Removed {len(orphans)} file(s), {size:,} bytes.")
+    else:
+        console.print(
+            f"{len(orphans)} file(s), {size:,} bytes; nothing was removed. "
+            "Run 'setpoint gc --yes' to remove them.",
+            soft_wrap=True,
+        )
+
+
 def _summary(payload: dict[str, object]) -> str:
     keys = (
         "name",

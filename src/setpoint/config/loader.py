@@ -3,6 +3,12 @@
 PyYAML's composer keeps the position of every node, so a pydantic error's
 location (a tuple of keys) can be walked down the node tree to the line the
 user has to edit.
+
+A spec is small, so the loader refuses what only an accident or an attack makes:
+a file over ``MAX_SPEC_BYTES``, nesting deeper than ``MAX_DEPTH``, more than
+``MAX_ALIASES`` alias uses, or aliases that expand to more than ``MAX_VALUES``
+values (the "billion laughs": a few lines that are a billion values once
+expanded, which every later step, from validation to the lineage's JSON, expands).
 """
 
 from __future__ import annotations
@@ -17,9 +23,22 @@ from pydantic import ValidationError
 from setpoint.config.spec import ProjectSpec
 from setpoint.errors import SpecError
 
-__all__ = ["SPEC_FILE", "dump_spec", "load_spec", "parse_spec"]
+__all__ = [
+    "MAX_ALIASES",
+    "MAX_DEPTH",
+    "MAX_SPEC_BYTES",
+    "MAX_VALUES",
+    "SPEC_FILE",
+    "dump_spec",
+    "load_spec",
+    "parse_spec",
+]
 
 SPEC_FILE = "setpoint.yaml"
+MAX_SPEC_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_ALIASES = 100
+MAX_VALUES = 100_000
 
 
 def load_spec(path: str | Path) -> ProjectSpec:
@@ -28,11 +47,17 @@ def load_spec(path: str | Path) -> ProjectSpec:
     if path.is_dir():
         path = path / SPEC_FILE
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            # Never more than the limit in memory, whatever the file's size.
+            raw = handle.read(MAX_SPEC_BYTES + 1)
     except FileNotFoundError:
         raise SpecError(
             "no spec file here; run 'setpoint init' to write one", path=str(path)
         ) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise _too_large(raw, source=str(path))
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"not UTF-8 text (byte {exc.start})", path=str(path)) from None
     return parse_spec(text, source=str(path))
@@ -40,8 +65,13 @@ def load_spec(path: str | Path) -> ProjectSpec:
 
 def parse_spec(text: str, *, source: str = SPEC_FILE) -> ProjectSpec:
     """Validate spec text; ``source`` names it in error messages."""
+    encoded = text.encode("utf-8", errors="surrogatepass")
+    if len(encoded) > MAX_SPEC_BYTES:
+        raise _too_large(encoded, source=source)
     try:
+        _check_shape(text, source=source)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_expansion(root, source=source)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -67,6 +97,93 @@ def parse_spec(text: str, *, source: str = SPEC_FILE) -> ProjectSpec:
         if len(exc.errors()) > 1:
             message += f" (and {len(exc.errors()) - 1} more problem(s))"
         raise SpecError(message, path=source, line=_line_of(root, loc), key=key) from None
+
+
+def _too_large(raw: bytes, *, source: str) -> SpecError:
+    line = raw[:MAX_SPEC_BYTES].count(b"\n") + 1
+    return SpecError(
+        f"the spec is over {MAX_SPEC_BYTES:,} bytes from this line on; a spec may be at "
+        f"most {MAX_SPEC_BYTES:,} bytes (is this the right file?)",
+        path=source,
+        line=line,
+    )
+
+
+def _line(mark: object) -> int | None:
+    """The 1-based line of a mark (PyYAML's pure or C one), if there is one."""
+    line = getattr(mark, "line", None)
+    return line + 1 if isinstance(line, int) else None
+
+
+def _check_shape(text: str, *, source: str) -> None:
+    """Refuse nesting deeper than ``MAX_DEPTH`` and more than ``MAX_ALIASES`` aliases.
+
+    Read from the parser's events, before the composer builds any node: the
+    composer recurses once per level, so a deep enough file would exhaust the stack.
+    """
+    depth = 0
+    aliases = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecError(
+                    f"nested {depth} levels deep here; a spec may nest at most {MAX_DEPTH}",
+                    path=source,
+                    line=_line(event.start_mark),
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
+            aliases += 1
+            if aliases > MAX_ALIASES:
+                raise SpecError(
+                    f"alias *{event.anchor} is alias use number {aliases}; a spec may use "
+                    f"aliases at most {MAX_ALIASES} times",
+                    path=source,
+                    line=_line(event.start_mark),
+                )
+
+
+def _check_expansion(root: yaml.Node | None, *, source: str) -> None:
+    """Refuse aliases that expand to more than ``MAX_VALUES`` values, or hold themselves.
+
+    An alias is the node of its anchor, shared: each distinct node is counted once
+    and its count reused, so the check takes time in the file's size, not in the
+    expansion's.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise SpecError(
+                "an alias here refers to a node that holds it: it expands without end",
+                path=source,
+                line=_line(node.start_mark),
+            )
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        if total > MAX_VALUES:
+            raise SpecError(
+                f"this expands to {total:,} values once its aliases are expanded; a spec "
+                f"may hold at most {MAX_VALUES:,}",
+                path=source,
+                line=_line(node.start_mark),
+            )
+        sizes[key] = total
+        return total
+
+    if root is not None:
+        size(root)
 
 
 _KEY = re.compile(r"^([A-Za-z_]+)(?:\[(\d+)\])?((?:\.[A-Za-z_]+)*)\b")

@@ -6,7 +6,8 @@ against the newest schema. Bad rows go to the quarantine table with their
 reasons, and a batch with too many bad rows is refused whole.
 
 Ingesting writes the Parquet blob first, then the schema, the dataset row, the
-quarantine rows and the event in one transaction.
+quarantine rows and the event in one transaction; when that fails, the blob is
+removed again unless another batch references it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from setpoint.data.validate import ValidationReport, validate_batch
 from setpoint.errors import ArtifactIntegrityError, BatchRefusedError, NotFoundError, SchemaError
 from setpoint.registry.events import record_event
 from setpoint.registry.projects import ensure_project, lock_project, upsert_project
+from setpoint.registry.sweep import writing_blobs
 from setpoint.store.tables import datasets, quarantine, schemas, utcnow
 from setpoint.store.workspace import Store
 
@@ -151,46 +153,50 @@ def ingest(
         )
 
     blob = _to_parquet(report.clean)
-    artifact = store.artifacts.put_bytes(blob)
-    now = utcnow()
-    with store.db.write() as conn:
-        upsert_project(conn, spec)
-        lock_project(conn, spec.project)
-        if current is None:
-            conn.execute(
-                schemas.insert().values(
-                    project=spec.project,
-                    version=schema.version,
-                    schema=schema.to_dict(),
-                    created_at=now,
+    with writing_blobs(store) as blobs:
+        artifact = blobs.put(blob)
+        now = utcnow()
+        with store.db.write() as conn:
+            upsert_project(conn, spec)
+            lock_project(conn, spec.project)
+            blobs.ensure_stored()
+            if current is None:
+                conn.execute(
+                    schemas.insert().values(
+                        project=spec.project,
+                        version=schema.version,
+                        schema=schema.to_dict(),
+                        created_at=now,
+                    )
                 )
+            latest = conn.execute(
+                sa.select(sa.func.max(datasets.c.version)).where(
+                    datasets.c.project == spec.project, datasets.c.name == name
+                )
+            ).scalar()
+            row = {
+                "project": spec.project,
+                "name": name,
+                "version": (latest or 0) + 1,
+                "content_hash": content,
+                "artifact": artifact,
+                "schema_version": schema.version,
+                "n_rows": len(report.clean),
+                "n_quarantined": report.n_bad,
+                "source": label,
+                "report": jsonable(report.to_dict()),
+                "created_at": now,
+            }
+            conn.execute(datasets.insert().values(**row))
+            _quarantine(conn, spec.project, name, content, report, now)
+            record_event(
+                conn,
+                project=spec.project,
+                kind="dataset_ingested",
+                payload={
+                    k: row[k] for k in ("name", "version", "n_rows", "n_quarantined", "source")
+                },
             )
-        latest = conn.execute(
-            sa.select(sa.func.max(datasets.c.version)).where(
-                datasets.c.project == spec.project, datasets.c.name == name
-            )
-        ).scalar()
-        row = {
-            "project": spec.project,
-            "name": name,
-            "version": (latest or 0) + 1,
-            "content_hash": content,
-            "artifact": artifact,
-            "schema_version": schema.version,
-            "n_rows": len(report.clean),
-            "n_quarantined": report.n_bad,
-            "source": label,
-            "report": jsonable(report.to_dict()),
-            "created_at": now,
-        }
-        conn.execute(datasets.insert().values(**row))
-        _quarantine(conn, spec.project, name, content, report, now)
-        record_event(
-            conn,
-            project=spec.project,
-            kind="dataset_ingested",
-            payload={k: row[k] for k in ("name", "version", "n_rows", "n_quarantined", "source")},
-        )
     notes = schema.notes if current is None else ()
     return IngestResult(dataset=DatasetVersion(**row), created=True, report=report, notes=notes)
 

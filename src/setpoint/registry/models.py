@@ -2,7 +2,8 @@
 
 Registering writes the artifacts first (content-addressed, each atomic) and
 then every row in one transaction, so a process killed at any instant leaves
-either no new version or a complete one; at worst an orphan blob remains.
+either no new version or a complete one; at worst an orphan blob remains, which
+``setpoint gc`` removes. A registration that fails removes its own new files.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from setpoint._json import jsonable
 from setpoint.errors import ArtifactIntegrityError, NotFoundError
 from setpoint.registry.events import record_event
 from setpoint.registry.projects import lock_project
+from setpoint.registry.sweep import writing_blobs
 from setpoint.store.tables import model_versions, utcnow
 from setpoint.store.workspace import Store
 
@@ -79,33 +82,60 @@ def register_model(
     params: Mapping[str, Any],
     description: str = "",
 ) -> ModelVersion:
-    """Store ``files`` and record a new version of ``project``'s model."""
-    manifest = {name: store.artifacts.put_bytes(data) for name, data in sorted(files.items())}
-    with store.db.write() as conn:
-        lock_project(conn, project)
-        latest = conn.execute(
-            sa.select(sa.func.max(model_versions.c.version)).where(
-                model_versions.c.project == project
+    """Store ``files`` and record a new version of ``project``'s model.
+
+    When it fails (a full disk, a read-only database), the files it wrote that no
+    other version or batch references are removed again.
+    """
+    with writing_blobs(store) as blobs:
+        manifest = {name: blobs.put(data) for name, data in sorted(files.items())}
+        with store.db.write() as conn:
+            lock_project(conn, project)
+            blobs.ensure_stored()
+            return _insert_version(
+                conn,
+                project=project,
+                kind=kind,
+                manifest=manifest,
+                lineage=lineage,
+                metrics=metrics,
+                params=params,
+                description=description,
             )
-        ).scalar()
-        row = {
-            "project": project,
-            "version": (latest or 0) + 1,
-            "kind": kind,
-            "artifacts": manifest,
-            "lineage": jsonable(lineage),
-            "metrics": jsonable(metrics),
-            "params": jsonable(params),
-            "description": description,
-            "created_at": utcnow(),
-        }
-        conn.execute(model_versions.insert().values(**row))
-        record_event(
-            conn,
-            project=project,
-            kind="model_registered",
-            payload={"version": row["version"], "kind": kind, "artifacts": manifest},
-        )
+
+
+def _insert_version(
+    conn: Connection,
+    *,
+    project: str,
+    kind: str,
+    manifest: dict[str, str],
+    lineage: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    params: Mapping[str, Any],
+    description: str,
+) -> ModelVersion:
+    latest = conn.execute(
+        sa.select(sa.func.max(model_versions.c.version)).where(model_versions.c.project == project)
+    ).scalar()
+    row = {
+        "project": project,
+        "version": (latest or 0) + 1,
+        "kind": kind,
+        "artifacts": manifest,
+        "lineage": jsonable(lineage),
+        "metrics": jsonable(metrics),
+        "params": jsonable(params),
+        "description": description,
+        "created_at": utcnow(),
+    }
+    conn.execute(model_versions.insert().values(**row))
+    record_event(
+        conn,
+        project=project,
+        kind="model_registered",
+        payload={"version": row["version"], "kind": kind, "artifacts": manifest},
+    )
     return ModelVersion(**row)
 
 

@@ -9,18 +9,27 @@ file is refused, never loaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from setpoint.errors import ArtifactIntegrityError, ConfigError, NotFoundError
+from setpoint.errors import (
+    ArtifactIntegrityError,
+    ConfigError,
+    InvalidParameterError,
+    NotFoundError,
+    StoreFaultError,
+)
+from setpoint.store.faults import disk_fault
 
-__all__ = ["ArtifactStore", "sha256_bytes", "sha256_file"]
+__all__ = ["ArtifactStore", "StoredFile", "sha256_bytes", "sha256_file"]
 
 _CHUNK = 1 << 20
 
@@ -38,12 +47,27 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _check_digest(sha256: str) -> None:
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+    if not _is_digest(sha256):
         raise ArtifactIntegrityError(f"{sha256!r} is not a sha256 hex digest", sha256=sha256)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One file under the artifact store: a blob (``sha256`` set) or a temporary file
+    left by an interrupted write (``sha256`` None)."""
+
+    path: str
+    sha256: str | None
+    size: int
+    modified: float | None  # POSIX seconds, where the filesystem tells
+
+
 class ArtifactStore:
-    """Blobs under ``<url>/sha256/<2 hex>/<62 hex>`` on any fsspec filesystem."""
+    """Blobs under ``<url>/sha256/<2 hex>/<62 hex>`` on any fsspec filesystem.
+
+    A disk that refuses (full, read-only, permission denied) raises ``StoreFaultError``
+    naming the file.
+    """
 
     def __init__(self, url: str, *, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url
@@ -60,24 +84,36 @@ class ArtifactStore:
         return f"{self._root}/sha256/{sha256[:2]}/{sha256[2:]}"
 
     def exists(self, sha256: str) -> bool:
-        return bool(self._fs.exists(self.path_of(sha256)))
+        target = self.path_of(sha256)
+        try:
+            return bool(self._fs.exists(target))
+        except OSError as exc:
+            raise _fault(exc, target, doing="read") from None
 
     def put_bytes(self, data: bytes) -> str:
         """Store ``data``; return its sha256. Storing the same bytes twice is a no-op,
         unless the stored copy is shorter or longer than ``data``: then it is replaced."""
+        return self.put(data)[0]
+
+    def put(self, data: bytes) -> tuple[str, bool]:
+        """Store ``data``: its sha256, and whether this call wrote the file (False when
+        the same bytes were stored before)."""
         sha256 = sha256_bytes(data)
         target = self.path_of(sha256)
-        # A file at the address is trusted only at its full size: one cut short (a copy of
-        # the store interrupted, a filesystem that kept the rename but not the data) is
-        # written again rather than pointed to by a new record.
-        if self._fs.exists(target) and self._fs.size(target) == len(data):
-            return sha256
-        if self._local:
-            _atomic_local_write(Path(target), data)
-        else:
-            # An object-store PUT is atomic by itself; a partial object never appears.
-            self._fs.pipe_file(target, data)
-        return sha256
+        try:
+            # A file at the address is trusted only at its full size: one cut short (a copy
+            # of the store interrupted, a filesystem that kept the rename but not the data)
+            # is written again rather than pointed to by a new record.
+            if self._fs.exists(target) and self._fs.size(target) == len(data):
+                return sha256, False
+            if self._local:
+                _atomic_local_write(Path(target), data)
+            else:
+                # An object-store PUT is atomic by itself; a partial object never appears.
+                self._fs.pipe_file(target, data)
+        except OSError as exc:
+            raise _fault(exc, target, doing="write") from None
+        return sha256, True
 
     def put_file(self, path: str | Path) -> str:
         """Store a local file's bytes; return their sha256."""
@@ -92,6 +128,8 @@ class ArtifactStore:
             raise NotFoundError(
                 kind="artifact", name=sha256, hint=f"Expected at {target}."
             ) from None
+        except OSError as exc:
+            raise _fault(exc, target, doing="read") from None
         actual = sha256_bytes(data)
         if actual != sha256:
             raise ArtifactIntegrityError(
@@ -100,6 +138,66 @@ class ArtifactStore:
                 sha256=sha256,
             )
         return data
+
+    def files(self) -> list[StoredFile]:
+        """Every file under ``<url>/sha256``, blobs and temporary files, by path."""
+        top = f"{self._root}/sha256"
+        try:
+            found: dict[str, dict[str, Any]] = self._fs.find(top, detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise _fault(exc, top, doing="read") from None
+        listed = []
+        for path, info in sorted(found.items()):
+            if info.get("type", "file") != "file":
+                continue
+            folder, _, name = path.rstrip("/").rpartition("/")
+            digest = folder.rpartition("/")[2] + name
+            sha256 = digest if _is_digest(digest) and not name.startswith(".") else None
+            modified = info.get("mtime")
+            listed.append(
+                StoredFile(
+                    path=path,
+                    sha256=sha256,
+                    size=int(info.get("size") or 0),
+                    modified=float(modified) if isinstance(modified, int | float) else None,
+                )
+            )
+        return listed
+
+    def remove(self, item: StoredFile) -> None:
+        """Delete one file that ``files`` listed; one already gone is no error."""
+        if item.sha256 is not None and item.path != self.path_of(item.sha256):
+            raise InvalidParameterError(
+                owner="ArtifactStore.remove",
+                parameter="item",
+                expected=f"a file listed under {self._root}/sha256",
+                got=item.path,
+            )
+        if not item.path.startswith(f"{self._root}/sha256/"):
+            raise InvalidParameterError(
+                owner="ArtifactStore.remove",
+                parameter="item",
+                expected=f"a file under {self._root}/sha256",
+                got=item.path,
+            )
+        try:
+            self._fs.rm_file(item.path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise _fault(exc, item.path, doing="remove a file of") from None
+
+
+def _is_digest(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _fault(exc: OSError, path: str, *, doing: str) -> StoreFaultError:
+    return disk_fault(
+        exc, path=path, what="the artifact store", setting="SETPOINT_ARTIFACTS_URL", doing=doing
+    )
 
 
 def _atomic_local_write(target: Path, data: bytes) -> None:
@@ -112,7 +210,9 @@ def _atomic_local_write(target: Path, data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(temp, target)
     finally:
-        temp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            # On a read-only disk the temporary file was never made; that is no second fault.
+            temp.unlink(missing_ok=True)
     directory = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

@@ -20,7 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from setpoint.errors import ConfigError, MissingExtraError, StoreError
+from setpoint.errors import ConfigError, MissingExtraError
+from setpoint.store.faults import database_fault, disk_fault
 from setpoint.store.migrations import HEAD
 
 __all__ = ["Database", "redact_url"]
@@ -48,7 +49,12 @@ class Database:
 
     @classmethod
     def sqlite(cls, path: Path, *, busy_timeout_ms: int = 30_000) -> Database:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise disk_fault(
+                exc, path=str(path.parent), what="the store folder", setting="SETPOINT_HOME"
+            ) from None
         return cls(f"sqlite:///{path}", busy_timeout_ms=busy_timeout_ms)
 
     @property
@@ -65,15 +71,24 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction: all of it commits, or none of it does."""
-        with self.engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
-            yield conn
+        """A write transaction: all of it commits, or none of it does.
+
+        A database that refuses (full, read-only, unreachable) raises ``StoreFaultError``.
+        """
+        try:
+            with self.engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise database_fault(exc, url=self.url, doing="write to") from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only snapshot."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise database_fault(exc, url=self.url, doing="read") from None
 
     def dispose(self) -> None:
         if self._engine is not None:
@@ -120,10 +135,7 @@ class Database:
                 if _current_revision(conn) != HEAD:
                     _run_alembic(conn)
         except OperationalError as exc:
-            raise StoreError(
-                f"Cannot open the metadata store {redact_url(self.url)}: {exc.orig}",
-                url=redact_url(self.url),
-            ) from None
+            raise database_fault(exc, url=self.url, doing="open") from None
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
