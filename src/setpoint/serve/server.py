@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from setpoint import __version__
 from setpoint.errors import (
     ApiError,
+    InvalidParameterError,
     InvalidRequestError,
     MissingExtraError,
     SetpointError,
@@ -197,25 +198,29 @@ class Server:
             raise StoreError("The prediction log is not open yet.", project=self.project.name)
         entity = self.project.spec.entity
         version = str(scorer.version)
-        futures = [
-            plog.append(
-                {
-                    "request_id": rid,
-                    "index": i,
-                    "entity_id": record.get(entity) if entity else None,
-                    "model_version": version,
-                    "role": role,
-                    "inputs": record,
-                    "output": output,
-                    "latency_ms": latency_ms,
-                }
+        try:
+            # one unit: a record that cannot be encoded leaves none of its request logged
+            future = plog.append_batch(
+                [
+                    {
+                        "request_id": rid,
+                        "index": i,
+                        "entity_id": record.get(entity) if entity else None,
+                        "model_version": version,
+                        "role": role,
+                        "inputs": record,
+                        "output": output,
+                        "latency_ms": latency_ms,
+                    }
+                    for i, (record, output) in enumerate(zip(records, scored.outputs, strict=True))
+                ]
             )
-            for i, (record, output) in enumerate(zip(records, scored.outputs, strict=True))
-        ]
-        # The writer resolves futures in order, so the last one done means all are.
-        await asyncio.wrap_future(futures[-1])
-        for future in futures:
-            future.result()  # an earlier batch's failure also failed every later one
+        except InvalidParameterError as exc:
+            raise InvalidRequestError(
+                f"The request cannot be logged, so it is not answered: {exc}",
+                errors=[{"record": None, "field": None, "kind": "unloggable", "detail": str(exc)}],
+            ) from None
+        await asyncio.wrap_future(future)
 
     def _count(self, scorer: Scorer, role: str, scored: Scored) -> None:
         version = str(scorer.version)
@@ -275,6 +280,9 @@ class Server:
         champion = self.router.champion
         if champion is None:
             raise ApiError(503, "not_ready", "No champion is loaded yet; promote a model first.")
+        trouble = None if self.plog is None else self.plog.unavailable()
+        if trouble is not None:  # every prediction would be refused: take no traffic
+            raise ApiError(503, "log_unavailable", str(trouble))
         return JSONResponse({"status": "ready", "champion": champion.version})
 
     async def metrics_text(self, request: Request) -> Response:
