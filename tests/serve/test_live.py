@@ -57,7 +57,8 @@ class Load:
                     self.failures.append(f"{rid}: {exc!r}")
                     continue
                 if response.status_code == 200:
-                    self.answered.append((rid, response.json()["model_version"]))
+                    answer = response.json()  # the server names the request; rid is ours
+                    self.answered.append((answer["request_id"], answer["model_version"]))
                 else:
                     self.failures.append(f"{rid}: {response.status_code} {response.text[:200]}")
 

@@ -34,6 +34,7 @@ EXPECTED = pa.schema(
         ("inputs", pa.string()),
         ("output", pa.string()),
         ("latency_ms", pa.float64()),
+        ("client_request_id", pa.string()),
     ]
 )
 

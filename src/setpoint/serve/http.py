@@ -24,7 +24,14 @@ from starlette.responses import Response
 
 from setpoint.errors import ApiError, InvalidRequestError, SetpointError, http_kind, http_status
 
-__all__ = ["MAX_JSON_DEPTH", "JSONResponse", "error_response", "read_json", "request_id"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "JSONResponse",
+    "client_request_id",
+    "error_response",
+    "read_json",
+    "request_id",
+]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 MAX_JSON_DEPTH = 32
@@ -67,11 +74,21 @@ def error_response(error: BaseException, *, request_id: str | None = None) -> JS
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def request_id(request: Request) -> str:
-    """The client's ``X-Request-ID`` if it is well formed, else a new one."""
+def request_id() -> str:
+    """A new request id: 128 random bits, so unique across workers and restarts.
+
+    The server always names a request itself: a client's ``X-Request-ID`` is reused on
+    every retry (and may be reused by mistake), so feedback by request id would be
+    ambiguous if the client's id named the prediction.
+    """
+    return os.urandom(16).hex()  # as uuid4 without its object's cost
+
+
+def client_request_id(request: Request) -> str | None:
+    """The client's ``X-Request-ID``, kept for tracing as the client's id, if well formed."""
     given = request.headers.get("x-request-id")
     if given is None:
-        return os.urandom(16).hex()  # 128 random bits, as uuid4 without its object's cost
+        return None
     if not _REQUEST_ID.match(given):
         raise ApiError(
             400,

@@ -40,7 +40,13 @@ from setpoint.project import Project
 from setpoint.serve import admin
 from setpoint.serve.counters import Metrics
 from setpoint.serve.gauges import MonitorGauges
-from setpoint.serve.http import JSONResponse, error_response, read_json, request_id
+from setpoint.serve.http import (
+    JSONResponse,
+    client_request_id,
+    error_response,
+    read_json,
+    request_id,
+)
 from setpoint.serve.openapi import openapi_document
 from setpoint.serve.router import ModelRouter
 from setpoint.serve.scorer import INLINE_RECORDS, Scored, Scorer
@@ -174,11 +180,12 @@ class Server:
         latency_ms = (time.perf_counter() - started) * 1000
         if role == "canary":
             self.router.observe_canary(version=scorer.version, ok=True, latency_ms=latency_ms)
-        await self._log(rid, records, scorer, role, scored, latency_ms)
+        client_rid = request.state.client_request_id
+        await self._log(rid, client_rid, records, scorer, role, scored, latency_ms)
         self._count(scorer, role, scored)
         shadow = self.router.scorers["shadow"]
         if shadow is not None and shadow.version != scorer.version:
-            self._spawn(self._shadow(shadow, rid, records))
+            self._spawn(self._shadow(shadow, rid, client_rid, records))
         return JSONResponse(
             {"request_id": rid, "model_version": scorer.version, "predictions": scored.predictions},
             headers={"X-Request-ID": rid, "X-Model-Version": str(scorer.version)},
@@ -187,6 +194,7 @@ class Server:
     async def _log(
         self,
         rid: str,
+        client_rid: str | None,
         records: list[dict[str, Any]],
         scorer: Scorer,
         role: str,
@@ -204,6 +212,7 @@ class Server:
                 [
                     {
                         "request_id": rid,
+                        "client_request_id": client_rid,
                         "index": i,
                         "entity_id": record.get(entity) if entity else None,
                         "model_version": version,
@@ -229,12 +238,14 @@ class Server:
             labels = (("role", role), ("version", version), ("label", label))
             self.metrics.inc("setpoint_predictions_total", labels)
 
-    async def _shadow(self, shadow: Scorer, rid: str, records: list[dict[str, Any]]) -> None:
+    async def _shadow(
+        self, shadow: Scorer, rid: str, client_rid: str | None, records: list[dict[str, Any]]
+    ) -> None:
         started = time.perf_counter()
         try:
             scored = await _score(shadow, records, 0)
             latency_ms = (time.perf_counter() - started) * 1000
-            await self._log(rid, records, shadow, "shadow", scored, latency_ms)
+            await self._log(rid, client_rid, records, shadow, "shadow", scored, latency_ms)
             self._count(shadow, "shadow", scored)
         except Exception as exc:  # the shadow never affects an answer, only its own count
             log.warning("shadow version %d failed: %r", shadow.version, exc)
@@ -362,15 +373,17 @@ def _endpoint(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
-        rid: str | None = None
+        rid = request.state.request_id = request_id()
+        client_rid: str | None = None
         try:
-            rid = request_id(request)
-            request.state.request_id = rid
+            client_rid = request.state.client_request_id = client_request_id(request)
             response = await handler(server, request)
         except Exception as exc:
             if not isinstance(exc, SetpointError):  # not raised on purpose: a bug, answered 500
                 log.exception("unexpected error in %s", name)
             response = error_response(exc, request_id=rid)
+        if client_rid is not None:
+            response.headers["X-Client-Request-ID"] = client_rid
         status = response.status_code
         if status >= 400:
             kind = "internal" if status >= 500 else str(status)

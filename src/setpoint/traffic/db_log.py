@@ -72,6 +72,7 @@ _COLUMNS = (
     "inputs",
     "output",
     "latency_ms",
+    "client_request_id",
 )
 _COPY = f"COPY predictions ({', '.join(_COLUMNS)}) FROM STDIN"
 # the table with its JSON columns as plain text: the caller's thread has encoded them
@@ -82,7 +83,7 @@ _ROWS = sa.table(
 )
 _INSERT = _ROWS.insert()
 
-_Row = tuple[str, str, int, str | None, datetime, str, str, str, str, float]
+_Row = tuple[str, str, int, str | None, datetime, str, str, str, str, float, str | None]
 
 
 def _text(value: Any) -> str:
@@ -138,6 +139,7 @@ def _encode(project: str, record: Mapping[str, Any]) -> _Row:
         )
     entity = record.get("entity_id")
     when = record.get("time")
+    client = record.get("client_request_id")
     latency = record["latency_ms"]
     try:
         latency_ms = float(latency)
@@ -158,6 +160,7 @@ def _encode(project: str, record: Mapping[str, Any]) -> _Row:
         _json(record["inputs"], "inputs"),
         _json(record["output"], "output"),
         latency_ms,
+        None if client is None else _text(client),
     )
 
 
@@ -389,6 +392,7 @@ class DatabasePredictionLog:
             sa.cast(c.inputs, sa.Text),
             sa.cast(c.output, sa.Text),
             c.latency_ms,
+            c.client_request_id,
         ).where(c.project == self.project)
         if since is not None:
             query = query.where(c.time >= _time(since, "since"))

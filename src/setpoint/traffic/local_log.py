@@ -64,6 +64,8 @@ SCHEMA = pa.schema(
         ("inputs", pa.string()),  # JSON text: inputs differ by model, a fixed schema would not fit
         ("output", pa.string()),
         ("latency_ms", pa.float64()),
+        # the client's X-Request-ID, for tracing: the server names every request itself
+        ("client_request_id", pa.string()),
     ]
 )
 
@@ -143,6 +145,7 @@ def _encode(record: Mapping[str, Any]) -> bytes:
             )
     entity = record.get("entity_id")
     when = record.get("time")
+    client = record.get("client_request_id")
     row = {
         "request_id": str(record["request_id"]),
         "index": int(record.get("index", 0)),
@@ -153,6 +156,7 @@ def _encode(record: Mapping[str, Any]) -> bytes:
         "inputs": _json(record["inputs"], "inputs"),
         "output": _json(record["output"], "output"),
         "latency_ms": float(record["latency_ms"]),
+        "client_request_id": None if client is None else str(client),
     }
     payload = dumps(row)
     if len(payload) > _MAX_RECORD:
@@ -164,7 +168,10 @@ def _encode(record: Mapping[str, Any]) -> bytes:
 
 def _table(payloads: list[bytes]) -> pa.Table:
     rows = [loads(p) for p in payloads]
-    return pa.table({f.name: pa.array([r[f.name] for r in rows], f.type) for f in SCHEMA}, SCHEMA)
+    # ``get``: frames written before a column was added lack it
+    return pa.table(
+        {f.name: pa.array([r.get(f.name) for r in rows], f.type) for f in SCHEMA}, SCHEMA
+    )
 
 
 class LocalPredictionLog:
