@@ -41,7 +41,7 @@ def test_predict_sends_the_documented_request(server: FakeServer, client: Client
         {"carrier": "UA", "distance": np.float64(1400.0), "temp": float("nan")},
         {"carrier": "AA", "distance": 200, "scheduled_at": datetime(2013, 8, 1, 9, tzinfo=UTC)},
     ]
-    answer = client.predict(records, explain=True, request_id="replay-0001")
+    answer = client.predict(records, explain=True, client_request_id="replay-0001")
 
     (sent,) = server.calls("/v1/predict")
     assert sent.method == "POST"
@@ -56,7 +56,9 @@ def test_predict_sends_the_documented_request(server: FakeServer, client: Client
         ]
     }
     assert isinstance(answer, PredictResponse)
-    assert answer.request_id == "replay-0001"
+    assert answer.client_request_id == "replay-0001"
+    assert (answer.request_id, 0) in server.predictions  # the server's id, not the client's
+    assert answer.request_id != "replay-0001"
     assert answer.model_version == 1
     assert len(answer.predictions) == 2
     assert {"label", "score", "contributions"} <= set(answer.predictions[0])
@@ -70,7 +72,8 @@ def test_one_record_is_a_batch_of_one_with_a_fresh_request_id(
     assert sent.body == {"records": [{"distance": 10.0}]}
     assert sent.query == {}
     assert len(sent.headers["x-request-id"]) == 32
-    assert answer.request_id == sent.headers["x-request-id"]
+    assert answer.client_request_id == sent.headers["x-request-id"]
+    assert (answer.request_id, 0) in server.predictions  # the server's id, not the client's
 
 
 def test_503_is_retried_with_the_same_request_id(server: FakeServer, client: Client) -> None:
@@ -78,7 +81,7 @@ def test_503_is_retried_with_the_same_request_id(server: FakeServer, client: Cli
     answer = client.predict({"distance": 10.0})
     attempts = server.calls("/v1/predict")
     assert len(attempts) == 3
-    assert {a.headers["x-request-id"] for a in attempts} == {answer.request_id}
+    assert {a.headers["x-request-id"] for a in attempts} == {answer.client_request_id}
     assert len(server.predictions) == 1
 
 
@@ -92,7 +95,7 @@ def test_503_past_the_retries_raises_not_ready(server: FakeServer) -> None:
 
 def test_error_shape_becomes_a_server_error(server: FakeServer, client: Client) -> None:
     with pytest.raises(ServerError) as info:
-        client.predict([{"distance": 1.0}, {"distance": "far"}], request_id="bad-1")
+        client.predict([{"distance": 1.0}, {"distance": "far"}], client_request_id="bad-1")
     error = info.value
     assert isinstance(error, SetpointError)
     assert (error.status, error.kind) == (422, "invalid_request")
@@ -171,7 +174,7 @@ def test_an_unreachable_server_names_the_url() -> None:
     [
         (lambda c: c.predict([]), "records"),
         (lambda c: c.predict(["not a dict"]), "records"),
-        (lambda c: c.predict({"a": 1}, request_id="has space"), "request_id"),
+        (lambda c: c.predict({"a": 1}, client_request_id="has space"), "client_request_id"),
         (lambda c: c.feedback("label"), "items"),
         (lambda c: c.promote(0, reason="x"), "version"),
     ],

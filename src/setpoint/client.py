@@ -9,7 +9,8 @@ Needs the ``serve`` extra (httpx)::
         client.feedback([{"request_id": answer.request_id, "index": 0, "label": True}])
 
 Connection failures and ``503 not_ready`` are retried with backoff: ``predict``
-sends one ``X-Request-ID`` for all its attempts and feedback is idempotent;
+sends one ``X-Request-ID`` for all its attempts (the server keeps it as the
+client's id, for tracing, and names the request itself) and feedback is idempotent;
 ``rollback`` is retried only when the request surely never left. Any other
 error raises :class:`setpoint.errors.ServerError` with the server's ``status``,
 ``kind``, ``message`` and per-field ``errors``.
@@ -45,9 +46,10 @@ _SHOWN_ERRORS = 5  # per-field errors spelled out in a message
 class PredictResponse:
     """The answer to ``POST /v1/predict``: one prediction per record, in order."""
 
-    request_id: str
+    request_id: str  # the server's name for the request: what feedback refers to
     model_version: int
     predictions: list[dict[str, Any]]
+    client_request_id: str  # the X-Request-ID this client sent, kept in the log for tracing
 
 
 def new_request_id() -> str:
@@ -93,21 +95,26 @@ class Client:
         records: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         *,
         explain: bool = False,
-        request_id: str | None = None,
+        client_request_id: str | None = None,
     ) -> PredictResponse:
-        """Score one record or a batch; every attempt carries the same request id."""
+        """Score one record or a batch; every attempt carries the same ``X-Request-ID``.
+
+        The answer's ``request_id`` is the server's own name for the request, unique
+        however often a client id is reused; ``client_request_id`` is the id sent.
+        """
         batch = _as_list(records, owner="Client.predict", parameter="records")
-        rid = new_request_id() if request_id is None else request_id
+        rid = new_request_id() if client_request_id is None else client_request_id
         ok = isinstance(rid, str) and REQUEST_ID.fullmatch(rid) is not None
-        _check(ok, "request_id", "1 to 64 of A-Z a-z 0-9 . _ -", rid, owner="Client.predict")
+        _check(ok, "client_request_id", "1 to 64 of A-Z a-z 0-9 . _ -", rid, owner="Client.predict")
         path = "/v1/predict?explain=true" if explain else "/v1/predict"
         response = self._call("POST", path, {"records": batch}, headers={"X-Request-ID": rid})
         data = self._json(response)
         try:
             return PredictResponse(
-                request_id=str(data.get("request_id") or rid),
+                request_id=str(data["request_id"]),
                 model_version=int(data["model_version"]),
                 predictions=[dict(p) for p in data["predictions"]],
+                client_request_id=rid,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise self._bad_answer(response, f"no valid predictions ({exc})") from None

@@ -179,9 +179,10 @@ class FakeServer:
             raise _RefusedError(400, "invalid_request", "'records' must be a non-empty list")
         if len(records) > self.max_batch:
             raise _RefusedError(413, "too_large", f"at most {self.max_batch} records per request")
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if not _REQUEST_ID.fullmatch(rid):
+        client_rid = request.headers.get("x-request-id")
+        if client_rid is not None and not _REQUEST_ID.fullmatch(client_rid):
             raise _RefusedError(400, "invalid_request", "bad X-Request-ID")
+        rid = uuid.uuid4().hex  # as the real server: it names every request itself
         errors = [
             {"record": i, "field": "distance", "kind": "wrong_type", "detail": "not a number"}
             for i, r in enumerate(records)
@@ -199,7 +200,10 @@ class FakeServer:
             predictions.append(prediction)
             self.predictions[(rid, i)] = record
         answer = {"request_id": rid, "model_version": self.champion, "predictions": predictions}
-        return JSONResponse(answer, headers={"X-Request-ID": rid})
+        headers = {"X-Request-ID": rid}
+        if client_rid is not None:
+            headers["X-Client-Request-ID"] = client_rid
+        return JSONResponse(answer, headers=headers)
 
     def _feedback(self, request: Request, body: dict[str, Any]) -> Response:
         items = body.get("feedback")

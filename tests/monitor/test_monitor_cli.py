@@ -53,13 +53,9 @@ def served(
     feedback = []
     with serving(root) as server, httpx.Client(base_url=server.url, timeout=30) as http:
         for start in range(0, len(recs), BATCH):
-            rid = f"batch-{start}"
-            answer = http.post(
-                "/v1/predict",
-                json={"records": recs[start : start + BATCH]},
-                headers={"X-Request-ID": rid},
-            )
+            answer = http.post("/v1/predict", json={"records": recs[start : start + BATCH]})
             assert answer.status_code == 200, answer.text
+            rid = answer.json()["request_id"]
             if start < 150:  # the first 150 predictions, by request id and index
                 feedback += [
                     {"request_id": rid, "index": i, "label": late[start + i]} for i in range(BATCH)

@@ -60,7 +60,8 @@ class Load:
                     continue
                 self.latencies.append((sent, time.monotonic() - sent))
                 if response.status_code == 200:
-                    self.answered.append((rid, response.json()["model_version"]))
+                    answer = response.json()  # the server names the request; rid is ours
+                    self.answered.append((answer["request_id"], answer["model_version"]))
                 else:
                     self.failures.append(f"{rid}: {response.status_code} {response.text[:200]}")
 

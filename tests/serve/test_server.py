@@ -64,7 +64,14 @@ def test_predicts_one_and_many_and_logs_each_before_answering(
     )
     assert one.status_code == 200, one.text
     body = one.json()
-    assert body["request_id"] == "req-1" == one.headers["x-request-id"]
+    # the server names the request; the client's id is kept beside it, for tracing
+    assert body["request_id"] == one.headers["x-request-id"] != "req-1"
+    assert one.headers["x-client-request-id"] == "req-1"
+    again = post(  # a reused client id (a retry) is another request, with its own id
+        server, "/v1/predict", {"records": records(flights, 1)}, headers={"X-Request-ID": "req-1"}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["request_id"] not in (body["request_id"], "req-1")
     assert body["model_version"] == 1
     [prediction] = body["predictions"]
     assert 0 <= prediction["score"] <= 1
@@ -85,9 +92,14 @@ def test_predicts_one_and_many_and_logs_each_before_answering(
     server.kill()  # the log must already hold what was answered
     with LocalPredictionLog(project_dir / ".setpoint" / "predictions" / "flights" / "w0") as plog:
         table = plog.read().to_pylist()
-    assert len(table) == 51
+    assert len(table) == 52
     first = table[0]
-    assert first["request_id"] == "req-1"
+    assert first["request_id"] == body["request_id"]
+    assert first["client_request_id"] == "req-1"
+    assert table[1]["request_id"] == again.json()["request_id"]
+    assert table[1]["client_request_id"] == "req-1"
+    assert len({row["request_id"] for row in table}) == 3  # one per request
+    assert table[2]["client_request_id"] is None
     assert first["role"] == "champion"
     assert first["entity_id"] == flights.iloc[0]["flight_id"]
     assert json.loads(first["inputs"])["carrier"] == flights.iloc[0]["carrier"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,7 @@ EXPECTED = pa.schema(
         ("inputs", pa.string()),
         ("output", pa.string()),
         ("latency_ms", pa.float64()),
+        ("client_request_id", pa.string()),
     ]
 )
 
@@ -180,8 +182,8 @@ def test_close_writes_what_is_queued_then_refuses(db: Database, db_url: str) -> 
     plog.close()  # twice is fine
 
 
-def test_a_failed_write_fails_its_batch_and_every_later_append(db: Database) -> None:
-    plog = DatabasePredictionLog(db, project="p")
+def test_a_failed_write_refuses_appends_until_the_table_answers_again(db: Database) -> None:
+    plog = DatabasePredictionLog(db, project="p", retry_s=0.05)
     try:
         plog.append_many([record(0)])
         with db.write() as conn:  # the table disappears under the writer
@@ -191,16 +193,30 @@ def test_a_failed_write_fails_its_batch_and_every_later_append(db: Database) -> 
         assert all(isinstance(e, StoreError) for e in errors), errors
         assert all("predictions" in str(e) for e in errors), errors  # the driver's message
         assert all(e is not None and e.__cause__ is not None for e in errors)
-        with pytest.raises(
-            StoreError, match="prediction log of 'p' failed and takes no more"
-        ) as info:
+        with pytest.raises(StoreError, match=r"cannot be written.*refused until it can") as info:
             plog.append(record(11))
         assert info.value.__cause__ is not None
         assert "predictions" in str(info.value.__cause__)
-        with pytest.raises(StoreError):
-            plog.append_many([record(12)])
+        assert plog.unavailable() is not None
+        with db.write() as conn:
+            predictions.create(conn)
+        deadline = time.monotonic() + 30
+        while plog.unavailable() is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert plog.unavailable() is None
+        plog.append_many([record(12)])
+        assert plog.read().column("request_id").to_pylist() == ["r12"]
     finally:
         plog.close()
+
+
+def test_a_request_is_committed_whole_or_not_at_all(db: Database) -> None:
+    with DatabasePredictionLog(db, project="p") as plog:
+        bad = [record(0), record(1), record(2, latency_ms=float("nan")), record(3)]
+        with pytest.raises(InvalidParameterError, match="latency_ms"):
+            plog.append_batch(bad)
+        plog.append_batch([record(4), record(5)]).result(timeout=30)
+        assert plog.read().column("request_id").to_pylist() == ["r4", "r5"]
 
 
 def test_a_bad_record_fails_only_its_caller(db: Database) -> None:

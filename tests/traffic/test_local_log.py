@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from _support.tmpfs import fill, tmpfs
 from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
 from setpoint.traffic.local_log import LocalPredictionLog, read_log, read_logs
 
@@ -296,3 +297,49 @@ def test_another_process_seals_finished_segments_while_the_writer_goes_on(
     )
     assert bad.returncode == 2
     assert "usage" in bad.stderr
+
+
+def test_a_full_disk_refuses_appends_then_recovers_without_a_torn_frame(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", size="256k") as disk:
+        folder = disk / "w0"
+        plog = LocalPredictionLog(folder, retry_s=0.05)
+        try:
+            plog.append_many([record(i) for i in range(10)])
+            acknowledged = segments(folder)[-1].stat().st_size
+            filler = fill(disk)
+            # about 40 KB: more than the room left in the segment's last page
+            big = [record(100 + i, inputs={"x": "y" * 2000}) for i in range(20)]
+            with pytest.raises(StoreError, match="No space left on device"):
+                plog.append_batch(big).result(timeout=30)
+            with pytest.raises(StoreError, match=r"cannot be written.*retries every 0.05 s"):
+                plog.append(record(200))
+            assert plog.unavailable() is not None
+            # whatever part of the failed batch reached the file is cut, even whole frames
+            deadline = time.monotonic() + 30
+            while segments(folder)[-1].stat().st_size != acknowledged:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert ids(plog) == read_log(folder).column("request_id").to_pylist()
+            filler.unlink()
+            while plog.unavailable() is not None:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            plog.append_batch(big).result(timeout=30)
+            expected = [f"r{i}" for i in [*range(10), *range(100, 120)]]
+            assert ids(plog) == expected
+        finally:
+            plog.close()
+        with LocalPredictionLog(folder) as again:  # the next write was not glued to a torn one
+            assert again.truncated_bytes == 0
+            assert ids(again) == expected
+
+
+def test_a_request_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
+    nested: object = 0
+    for _ in range(300):  # deeper than the JSON encoder goes
+        nested = [nested]
+    with LocalPredictionLog(tmp_path) as plog:
+        with pytest.raises(InvalidParameterError, match=r"record\['inputs'\]"):
+            plog.append_batch([record(0), record(1), record(2, inputs={"x": nested}), record(3)])
+        plog.append_batch([record(4), record(5)]).result(timeout=30)
+        assert ids(plog) == ["r4", "r5"]

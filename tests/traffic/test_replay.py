@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -43,15 +45,17 @@ class Recorder:
         self._predicts = 0
 
     def predict(
-        self, records: Sequence[Mapping[str, Any]], *, request_id: str | None = None
-    ) -> object:
+        self, records: Sequence[Mapping[str, Any]], *, client_request_id: str | None = None
+    ) -> SimpleNamespace:
+        # as the server, the recorder names each request itself: feedback must use that name
+        request_id = uuid.uuid4().hex
         with self._lock:
             number = self._predicts
             self._predicts += 1
             self.calls.append(("predict", (request_id, [dict(r) for r in records])))
         if number in self.fail:
             raise self.fail[number]
-        return {"request_id": request_id}
+        return SimpleNamespace(request_id=request_id, client_request_id=client_request_id)
 
     def feedback(self, items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
         with self._lock:

@@ -24,9 +24,22 @@ from starlette.responses import Response
 
 from setpoint.errors import ApiError, InvalidRequestError, SetpointError, http_kind, http_status
 
-__all__ = ["JSONResponse", "error_response", "read_json", "request_id"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "JSONResponse",
+    "client_request_id",
+    "error_response",
+    "read_json",
+    "request_id",
+]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_JSON_DEPTH = 32
+"""Objects and arrays nested deeper than this are refused (422): no schema needs more, and
+the log's JSON encoder refuses 255 levels, which would fail the request only as it is logged."""
+# the tokens that give a JSON text its structure: strings (whose brackets do not count)
+# and the punctuation
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},:]')
 
 
 class JSONResponse(Response):
@@ -61,11 +74,21 @@ def error_response(error: BaseException, *, request_id: str | None = None) -> JS
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
-def request_id(request: Request) -> str:
-    """The client's ``X-Request-ID`` if it is well formed, else a new one."""
+def request_id() -> str:
+    """A new request id: 128 random bits, so unique across workers and restarts.
+
+    The server always names a request itself: a client's ``X-Request-ID`` is reused on
+    every retry (and may be reused by mistake), so feedback by request id would be
+    ambiguous if the client's id named the prediction.
+    """
+    return os.urandom(16).hex()  # as uuid4 without its object's cost
+
+
+def client_request_id(request: Request) -> str | None:
+    """The client's ``X-Request-ID``, kept for tracing as the client's id, if well formed."""
     given = request.headers.get("x-request-id")
     if given is None:
-        return os.urandom(16).hex()  # 128 random bits, as uuid4 without its object's cost
+        return None
     if not _REQUEST_ID.match(given):
         raise ApiError(
             400,
@@ -97,9 +120,97 @@ async def read_json(request: Request, *, max_bytes: int) -> Any:
         chunks.append(chunk)
     body = b"".join(chunks)
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        path = _scan_depth(body, MAX_JSON_DEPTH)
+        if path is not None:  # orjson stops at 1024 levels: deeper than ours, and refused
+            raise _too_deep(path) from None
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}.") from None
+    # a flat body has fewer brackets than the bound, which is the common case: counting
+    # them is cheaper than walking the value
+    if body.count(b"{") + body.count(b"[") > MAX_JSON_DEPTH:
+        path = _walk_depth(value, 1)
+        if path is not None:
+            raise _too_deep(path[::-1])
+    return value
+
+
+def _walk_depth(value: Any, depth: int) -> list[str | int] | None:
+    """The keys (innermost first) down to a container deeper than ``MAX_JSON_DEPTH``."""
+    items: Any
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    if depth > MAX_JSON_DEPTH:
+        return []
+    for key, item in items:
+        if isinstance(item, dict | list):
+            path = _walk_depth(item, depth + 1)
+            if path is not None:
+                path.append(key)
+                return path
+    return None
+
+
+def _scan_depth(body: bytes, limit: int) -> list[str | int] | None:
+    """The keys down to the first container of ``body`` deeper than ``limit``, from its text.
+
+    For bodies orjson refuses: it only reports that its own, larger, bound was hit.
+    """
+    stack: list[list[Any]] = []  # per open container: its bracket and the current key
+    last = b'""'
+    for match in _TOKEN.finditer(body):
+        token = match.group()
+        first = token[:1]
+        if first == b'"':
+            last = token
+        elif first in (b"{", b"["):
+            if len(stack) >= limit:
+                return [key for _, key in stack]
+            stack.append([first, 0 if first == b"[" else ""])
+        elif first in (b"}", b"]"):
+            if stack:
+                stack.pop()
+        elif not stack:
+            continue
+        elif first == b":":
+            try:
+                stack[-1][1] = orjson.loads(last)
+            except orjson.JSONDecodeError:
+                stack[-1][1] = "?"
+        elif stack[-1][0] == b"[":  # a comma between items of an array
+            stack[-1][1] += 1
+    return None
+
+
+def _where(path: list[str | int]) -> str:
+    parts = [f"[{key}]" if isinstance(key, int) else f".{key}" for key in path]
+    if len(parts) > 6:
+        parts = [*parts[:6], f"... ({len(parts) - 6} levels more)"]
+    return "".join(parts).lstrip(".") or "the body"
+
+
+def _too_deep(path: list[str | int]) -> ApiError:
+    where = _where(path)
+    record = path[1] if len(path) > 1 and path[0] == "records" else None
+    field = path[2] if len(path) > 2 and record is not None else None
+    return ApiError(
+        422,
+        "invalid_request",
+        f"The body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels at {where}; "
+        f"at most {MAX_JSON_DEPTH} are accepted.",
+        errors=[
+            {
+                "record": record,
+                "field": field,
+                "kind": "too_deep",
+                "detail": f"more than {MAX_JSON_DEPTH} levels of nesting at {where}",
+            }
+        ],
+    )
 
 
 def _too_large(size: int, limit: int) -> ApiError:

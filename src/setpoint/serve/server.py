@@ -30,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from setpoint import __version__
 from setpoint.errors import (
     ApiError,
+    InvalidParameterError,
     InvalidRequestError,
     MissingExtraError,
     SetpointError,
@@ -41,7 +42,13 @@ from setpoint.project import Project
 from setpoint.serve import admin
 from setpoint.serve.counters import Metrics
 from setpoint.serve.gauges import MonitorGauges
-from setpoint.serve.http import JSONResponse, error_response, read_json, request_id
+from setpoint.serve.http import (
+    JSONResponse,
+    client_request_id,
+    error_response,
+    read_json,
+    request_id,
+)
 from setpoint.serve.openapi import openapi_document
 from setpoint.serve.router import ModelRouter
 from setpoint.serve.scorer import INLINE_RECORDS, Scored, Scorer
@@ -179,11 +186,12 @@ class Server:
         latency_ms = (time.perf_counter() - started) * 1000
         if role == "canary":
             self.router.observe_canary(version=scorer.version, ok=True, latency_ms=latency_ms)
-        await self._log(rid, records, scorer, role, scored, latency_ms)
+        client_rid = request.state.client_request_id
+        await self._log(rid, client_rid, records, scorer, role, scored, latency_ms)
         self._count(scorer, role, scored)
         shadow = self.router.scorers["shadow"]
         if shadow is not None and shadow.version != scorer.version:
-            self._spawn(self._shadow(shadow, rid, records))
+            self._spawn(self._shadow(shadow, rid, client_rid, records))
         return JSONResponse(
             {"request_id": rid, "model_version": scorer.version, "predictions": scored.predictions},
             headers={"X-Request-ID": rid, "X-Model-Version": str(scorer.version)},
@@ -192,6 +200,7 @@ class Server:
     async def _log(
         self,
         rid: str,
+        client_rid: str | None,
         records: list[dict[str, Any]],
         scorer: Scorer,
         role: str,
@@ -203,25 +212,30 @@ class Server:
             raise StoreError("The prediction log is not open yet.", project=self.project.name)
         entity = self.project.spec.entity
         version = str(scorer.version)
-        futures = [
-            plog.append(
-                {
-                    "request_id": rid,
-                    "index": i,
-                    "entity_id": record.get(entity) if entity else None,
-                    "model_version": version,
-                    "role": role,
-                    "inputs": record,
-                    "output": output,
-                    "latency_ms": latency_ms,
-                }
+        try:
+            # one unit: a record that cannot be encoded leaves none of its request logged
+            future = plog.append_batch(
+                [
+                    {
+                        "request_id": rid,
+                        "client_request_id": client_rid,
+                        "index": i,
+                        "entity_id": record.get(entity) if entity else None,
+                        "model_version": version,
+                        "role": role,
+                        "inputs": record,
+                        "output": output,
+                        "latency_ms": latency_ms,
+                    }
+                    for i, (record, output) in enumerate(zip(records, scored.outputs, strict=True))
+                ]
             )
-            for i, (record, output) in enumerate(zip(records, scored.outputs, strict=True))
-        ]
-        # The writer resolves futures in order, so the last one done means all are.
-        await asyncio.wrap_future(futures[-1])
-        for future in futures:
-            future.result()  # an earlier batch's failure also failed every later one
+        except InvalidParameterError as exc:
+            raise InvalidRequestError(
+                f"The request cannot be logged, so it is not answered: {exc}",
+                errors=[{"record": None, "field": None, "kind": "unloggable", "detail": str(exc)}],
+            ) from None
+        await asyncio.wrap_future(future)
 
     def _count(self, scorer: Scorer, role: str, scored: Scored) -> None:
         version = str(scorer.version)
@@ -230,12 +244,14 @@ class Server:
             labels = (("role", role), ("version", version), ("label", label))
             self.metrics.inc("setpoint_predictions_total", labels)
 
-    async def _shadow(self, shadow: Scorer, rid: str, records: list[dict[str, Any]]) -> None:
+    async def _shadow(
+        self, shadow: Scorer, rid: str, client_rid: str | None, records: list[dict[str, Any]]
+    ) -> None:
         started = time.perf_counter()
         try:
             scored = await _score(shadow, records, 0)
             latency_ms = (time.perf_counter() - started) * 1000
-            await self._log(rid, records, shadow, "shadow", scored, latency_ms)
+            await self._log(rid, client_rid, records, shadow, "shadow", scored, latency_ms)
             self._count(shadow, "shadow", scored)
         except Exception as exc:  # the shadow never affects an answer, only its own count
             log.warning("shadow version %d failed: %r", shadow.version, exc)
@@ -289,6 +305,9 @@ class Server:
         champion = self.router.champion
         if champion is None:
             raise ApiError(503, "not_ready", "No champion is loaded yet; promote a model first.")
+        trouble = None if self.plog is None else self.plog.unavailable()
+        if trouble is not None:  # every prediction would be refused: take no traffic
+            raise ApiError(503, "log_unavailable", str(trouble))
         return JSONResponse({"status": "ready", "champion": champion.version})
 
     async def metrics_text(self, request: Request) -> Response:
@@ -368,11 +387,11 @@ def _endpoint(
 ) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         started = time.perf_counter()
-        rid: str | None = None
+        rid = request.state.request_id = request_id()
+        client_rid: str | None = None
         kind = ""
         try:
-            rid = request_id(request)
-            request.state.request_id = rid
+            client_rid = request.state.client_request_id = client_request_id(request)
             response = await handler(server, request)
         except ClientDisconnect:
             # Nothing to answer and nothing wrong with the server: counted, not logged.
@@ -386,6 +405,8 @@ def _endpoint(
             elif http_status(exc) >= 500:
                 log.error("%s answered %d %s: %s", name, http_status(exc), kind, exc)
             response = error_response(exc, request_id=rid)
+        if client_rid is not None:
+            response.headers["X-Client-Request-ID"] = client_rid
         status = response.status_code
         if kind:
             server.metrics.inc("setpoint_errors_total", (("kind", kind),))

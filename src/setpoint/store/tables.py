@@ -229,6 +229,7 @@ predictions = sa.Table(
     sa.Column("inputs", JSONDoc, nullable=False),
     sa.Column("output", JSONDoc, nullable=False),
     sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("client_request_id", sa.Text, nullable=True),  # the client's X-Request-ID
     sa.Index("ix_predictions_project_time", "project", "time"),
     sa.Index("ix_predictions_project_request", "project", "request_id"),
 )

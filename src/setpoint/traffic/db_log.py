@@ -8,6 +8,12 @@ commit (one WAL flush on the server) thus acknowledges every request that arrive
 while the previous one was in flight, and a future that resolved is a row that
 survives a crash of the server process or of the database.
 
+A request's records (``append_batch``) go into one transaction. A failed
+transaction (the database went away) fails its callers, and the log refuses
+appends at once, rather than after a connection timeout each, until a probe
+every ``retry_s`` seconds reaches the table again; then it takes appends again,
+without a restart.
+
 Records are encoded in the caller's thread, so that encoding runs in parallel and
 a bad record fails its own caller instead of the batch it would have joined. Text
 the database cannot hold (NUL characters: PostgreSQL refuses ``\\u0000`` in JSONB
@@ -22,6 +28,7 @@ in tests) it is an ``executemany`` INSERT.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import operator
 import re
@@ -46,6 +53,8 @@ from setpoint.traffic.local_log import SCHEMA
 __all__ = ["DatabasePredictionLog"]
 
 
+log = logging.getLogger(__name__)
+
 _OWNER = "DatabasePredictionLog"
 _MAX_BATCH = 4096  # never wait for more than this many records
 _MAX_INDEX = 2**31 - 1
@@ -63,6 +72,7 @@ _COLUMNS = (
     "inputs",
     "output",
     "latency_ms",
+    "client_request_id",
 )
 _COPY = f"COPY predictions ({', '.join(_COLUMNS)}) FROM STDIN"
 # the table with its JSON columns as plain text: the caller's thread has encoded them
@@ -73,7 +83,7 @@ _ROWS = sa.table(
 )
 _INSERT = _ROWS.insert()
 
-_Row = tuple[str, str, int, str | None, datetime, str, str, str, str, float]
+_Row = tuple[str, str, int, str | None, datetime, str, str, str, str, float, str | None]
 
 
 def _text(value: Any) -> str:
@@ -129,6 +139,7 @@ def _encode(project: str, record: Mapping[str, Any]) -> _Row:
         )
     entity = record.get("entity_id")
     when = record.get("time")
+    client = record.get("client_request_id")
     latency = record["latency_ms"]
     try:
         latency_ms = float(latency)
@@ -149,6 +160,7 @@ def _encode(project: str, record: Mapping[str, Any]) -> _Row:
         _json(record["inputs"], "inputs"),
         _json(record["output"], "output"),
         latency_ms,
+        None if client is None else _text(client),
     )
 
 
@@ -175,7 +187,9 @@ class DatabasePredictionLog:
     of them.
     """
 
-    def __init__(self, db: Database, *, project: str, max_delay_ms: float = 2.0) -> None:
+    def __init__(
+        self, db: Database, *, project: str, max_delay_ms: float = 2.0, retry_s: float = 0.5
+    ) -> None:
         if not 1 <= len(project) <= 64:
             raise InvalidParameterError(
                 owner=_OWNER, parameter="project", expected="1 to 64 characters", got=project
@@ -184,18 +198,24 @@ class DatabasePredictionLog:
             raise InvalidParameterError(
                 owner=_OWNER, parameter="max_delay_ms", expected="in [0, 1000]", got=max_delay_ms
             )
+        if not 0 < retry_s <= 60:
+            raise InvalidParameterError(
+                owner=_OWNER, parameter="retry_s", expected="in (0, 60]", got=retry_s
+            )
         self.db = db
         self.project = project
+        self.retry_s = retry_s
         self.max_delay = max_delay_ms / 1000
         # open (and migrate) now, so that an unreachable store fails here, not in the writer
         self._copy = db.engine.dialect.name == "postgresql"
 
         self._cond = threading.Condition()
-        self._queue: list[tuple[_Row, Future[None]]] = []
+        self._queue: list[tuple[list[_Row], Future[None]]] = []  # one entry per request
+        self._queued = 0  # rows in the queue
         self._first_at = 0.0
-        self._target = 1  # the batch size to wait for: the last batch's size
+        self._target = 1  # the batch size to wait for, in requests: the last batch's
         self._closing = False
-        self._failed: BaseException | None = None
+        self._trouble: BaseException | None = None  # a write failed: refused until a probe
         self._writer = threading.Thread(target=self._run, name="pglog-writer", daemon=True)
         self._writer.start()
 
@@ -203,11 +223,23 @@ class DatabasePredictionLog:
 
     def append(self, record: Mapping[str, Any]) -> Future[None]:
         """Queue ``record``; the future resolves once it is committed (``asyncio.wrap_future``)."""
-        row = _encode(self.project, record)
+        return self.append_batch([record])
+
+    def append_batch(self, records: Iterable[Mapping[str, Any]]) -> Future[None]:
+        """Queue ``records`` as one unit: all are committed in the same transaction, or none.
+
+        Every record is encoded before any is queued, so a record that cannot be
+        encoded leaves nothing of its batch in the table.
+        """
+        rows = [_encode(self.project, record) for record in records]
         future: Future[None] = Future()
+        if not rows:
+            future.set_result(None)
+            return future
         with self._cond:
             self._check_open()
-            self._queue.append((row, future))
+            self._queue.append((rows, future))
+            self._queued += len(rows)
             if len(self._queue) == 1:
                 self._first_at = time.monotonic()
                 self._cond.notify()
@@ -218,7 +250,24 @@ class DatabasePredictionLog:
     @property
     def backlog(self) -> int:
         """Records queued and not yet committed (for the server's metrics)."""
-        return len(self._queue)
+        return self._queued
+
+    def unavailable(self) -> StoreError | None:
+        """The error appends raise while the database cannot be written, or None."""
+        with self._cond:
+            trouble = self._trouble
+        return None if trouble is None else self._unavailable(trouble)
+
+    def _unavailable(self, trouble: BaseException) -> StoreError:
+        cause = trouble.__cause__ or trouble
+        error = StoreError(
+            f"The prediction log of {self.project!r} (the predictions table of "
+            f"{redact_url(self.db.url)}) cannot be written: {cause}; predictions are refused "
+            f"until it can (it retries every {self.retry_s:g} s)",
+            project=self.project,
+        )
+        error.__cause__ = cause
+        return error
 
     async def aappend(self, record: Mapping[str, Any]) -> None:
         """``append`` for asyncio: returns once ``record`` is committed."""
@@ -231,63 +280,85 @@ class DatabasePredictionLog:
             future.result()
 
     def _check_open(self) -> None:
-        if self._failed is not None:
-            cause = self._failed.__cause__ or self._failed
-            raise StoreError(
-                f"The prediction log of {self.project!r} failed and takes no more records: {cause}",
-                project=self.project,
-            ) from cause
         if self._closing:
             raise StoreError(
                 f"The prediction log of {self.project!r} is closed", project=self.project
             )
+        if self._trouble is not None:
+            raise self._unavailable(self._trouble)
+
+    def _take(self) -> list[tuple[list[_Row], Future[None]]]:
+        """Whole requests from the head of the queue, up to ``_MAX_BATCH`` rows (at least one)."""
+        taken, rows = 0, 0
+        for item, _ in self._queue:
+            if taken and rows + len(item) > _MAX_BATCH:
+                break
+            taken, rows = taken + 1, rows + len(item)
+        batch, self._queue = self._queue[:taken], self._queue[taken:]
+        self._queued -= rows
+        return batch
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not (self._queue or self._closing):
-                    self._cond.wait()
-                # wait up to max_delay for as many callers as the last batch had: one commit then
-                # acknowledges all of them; a lone caller (target 1) never waits
-                deadline = self._first_at + self.max_delay
-                while self._queue and len(self._queue) < self._target and not self._closing:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-                batch, self._queue = self._queue[:_MAX_BATCH], self._queue[_MAX_BATCH:]
-                if not batch:
-                    return  # closing, and nothing is left to write
-                self._target = len(batch)
-                if self._queue:
-                    self._first_at = time.monotonic()
+                if self._trouble is not None:
+                    # appends are refused meanwhile, so nothing waits in the queue
+                    if not self._closing:
+                        self._cond.wait(self.retry_s)
+                    if self._closing:
+                        return
+                    batch: list[tuple[list[_Row], Future[None]]] = []
+                else:
+                    while not (self._queue or self._closing):
+                        self._cond.wait()
+                    # wait up to max_delay for as many callers as the last batch had: one
+                    # commit then acknowledges all of them; a lone caller never waits
+                    deadline = self._first_at + self.max_delay
+                    while self._queue and len(self._queue) < self._target and not self._closing:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._cond.wait(remaining)
+                    batch = self._take()
+                    if not batch:
+                        return  # closing, and nothing is left to write
+                    self._target = len(batch)
+                    if self._queue:
+                        self._first_at = time.monotonic()
+            if not batch:
+                self._probe()
+                continue
             try:
-                self._write([row for row, _ in batch])
-            except BaseException as exc:
-                # whether a failed commit took effect is unknown; failing for good (as the file
-                # log does) keeps the server from acknowledging anything it could not store
-                failure = self._failure(exc, len(batch))
+                self._write([row for rows, _ in batch for row in rows])
+            except Exception as exc:
+                # Whether a failed commit took effect is unknown: its callers are told it
+                # failed, and a row that did land is one they were never promised. Appends
+                # are refused until a probe reaches the table again, so that a database
+                # that went away fails requests at once rather than after a timeout.
+                error = self._unavailable(exc)
+                log.error("%s", error)
                 with self._cond:
-                    self._failed = failure
+                    self._trouble = exc
                     pending, self._queue = self._queue, []
+                    self._queued = 0
                 for _, future in batch + pending:
-                    future.set_exception(failure)
-                return
+                    future.set_exception(error)
+                continue
             for _, future in batch:
                 future.set_result(None)
 
-    def _failure(self, exc: BaseException, size: int) -> BaseException:
-        """A ``StoreError`` naming the project, whichever driver (or COPY) raised ``exc``."""
-        if not isinstance(exc, Exception):
-            return exc
-        error = StoreError(
-            f"The prediction log of {self.project!r} could not write a batch of {size} "
-            f"record(s): {exc}",
-            project=self.project,
-            url=redact_url(self.db.url),
-        )
-        error.__cause__ = exc
-        return error
+    def _probe(self) -> None:
+        """Reach the table again; clear the trouble if it answers."""
+        try:
+            with self.db.read() as conn:
+                conn.execute(sa.select(predictions.c.id).limit(0)).all()
+        except Exception as exc:
+            with self._cond:
+                self._trouble = exc
+            return
+        log.warning("the prediction log of %r can be written again", self.project)
+        with self._cond:
+            self._trouble = None
 
     def _write(self, rows: list[_Row]) -> None:
         with self.db.write() as conn:
@@ -321,6 +392,7 @@ class DatabasePredictionLog:
             sa.cast(c.inputs, sa.Text),
             sa.cast(c.output, sa.Text),
             c.latency_ms,
+            c.client_request_id,
         ).where(c.project == self.project)
         if since is not None:
             query = query.where(c.time >= _time(since, "since"))

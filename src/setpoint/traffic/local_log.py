@@ -13,12 +13,22 @@ resolves the callers' futures. On disk::
 Only the last raw segment can have a torn tail (the batch being written when the
 process died, never acknowledged); ``LocalPredictionLog`` truncates it on open. A bad
 frame anywhere else is corruption and raises ``PredictionLogCorruptError``.
+
+A write that fails (a full disk, an I/O error) fails the callers of its batch,
+and the log refuses appends until it can write again: the writer cuts the
+segment back to its last acknowledged byte, so that neither a reader nor the
+next write meets the half-written batch, then probes every ``retry_s`` seconds
+for room and takes appends again once a probe succeeds. Retrying is sound here
+because a batch is always rewritten from the writer's own memory into a file cut
+back to bytes that were durable when they were acknowledged; nothing relies on
+what the page cache kept of a failed write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -54,6 +64,8 @@ SCHEMA = pa.schema(
         ("inputs", pa.string()),  # JSON text: inputs differ by model, a fixed schema would not fit
         ("output", pa.string()),
         ("latency_ms", pa.float64()),
+        # the client's X-Request-ID, for tracing: the server names every request itself
+        ("client_request_id", pa.string()),
     ]
 )
 
@@ -61,6 +73,7 @@ _HEADER = struct.Struct("<II")
 _MAX_RECORD = 16 * 2**20  # a length above this is a torn header, not a record
 _MAX_BATCH = 4096  # never wait for more than this many records
 _OWNER = "LocalPredictionLog"
+_PROBE_BYTES = 64 * 2**10  # room a probe must find before appends are taken again
 
 
 def _frame(payload: bytes) -> bytes:
@@ -114,6 +127,15 @@ def _micros(value: object, parameter: str) -> int:
     )
 
 
+def _json(value: Any, parameter: str) -> str:
+    try:
+        return dumps(value).decode()
+    except (TypeError, ValueError) as exc:  # orjson refuses nesting deeper than 254 levels
+        raise InvalidParameterError(
+            owner=_OWNER, parameter=f"record[{parameter!r}]", expected="JSON", got=str(exc)
+        ) from None
+
+
 def _encode(record: Mapping[str, Any]) -> bytes:
     """One frame; runs in the caller's thread so encoding is parallel and errors are local."""
     for key in ("request_id", "model_version", "inputs", "output", "latency_ms"):
@@ -123,6 +145,7 @@ def _encode(record: Mapping[str, Any]) -> bytes:
             )
     entity = record.get("entity_id")
     when = record.get("time")
+    client = record.get("client_request_id")
     row = {
         "request_id": str(record["request_id"]),
         "index": int(record.get("index", 0)),
@@ -130,9 +153,10 @@ def _encode(record: Mapping[str, Any]) -> bytes:
         "time": time.time_ns() // 1000 if when is None else _micros(when, "record['time']"),
         "model_version": str(record["model_version"]),
         "role": str(record.get("role", "champion")),
-        "inputs": dumps(record["inputs"]).decode(),
-        "output": dumps(record["output"]).decode(),
+        "inputs": _json(record["inputs"], "inputs"),
+        "output": _json(record["output"], "output"),
         "latency_ms": float(record["latency_ms"]),
+        "client_request_id": None if client is None else str(client),
     }
     payload = dumps(row)
     if len(payload) > _MAX_RECORD:
@@ -144,7 +168,10 @@ def _encode(record: Mapping[str, Any]) -> bytes:
 
 def _table(payloads: list[bytes]) -> pa.Table:
     rows = [loads(p) for p in payloads]
-    return pa.table({f.name: pa.array([r[f.name] for r in rows], f.type) for f in SCHEMA}, SCHEMA)
+    # ``get``: frames written before a column was added lack it
+    return pa.table(
+        {f.name: pa.array([r.get(f.name) for r in rows], f.type) for f in SCHEMA}, SCHEMA
+    )
 
 
 class LocalPredictionLog:
@@ -164,6 +191,7 @@ class LocalPredictionLog:
         *,
         segment_bytes: int = 64 * 2**20,
         max_delay_ms: float = 2.0,
+        retry_s: float = 0.5,
     ) -> None:
         if segment_bytes < 1:
             raise InvalidParameterError(
@@ -173,7 +201,12 @@ class LocalPredictionLog:
             raise InvalidParameterError(
                 owner=_OWNER, parameter="max_delay_ms", expected="in [0, 1000]", got=max_delay_ms
             )
+        if not 0 < retry_s <= 60:
+            raise InvalidParameterError(
+                owner=_OWNER, parameter="retry_s", expected="in (0, 60]", got=retry_s
+            )
         self.directory = Path(directory)
+        self.retry_s = retry_s
         self.segment_bytes = segment_bytes
         self.max_delay = max_delay_ms / 1000
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -196,7 +229,9 @@ class LocalPredictionLog:
         self._target = 1  # the batch size to wait for: the last batch's size
         self._asleep = False  # the writer waits for any append, not for a batch
         self._closing = False
-        self._failed: BaseException | None = None
+        self._failed: BaseException | None = None  # a bug in the writer: for good
+        self._trouble: OSError | None = None  # a write failed: refused until a probe succeeds
+        self._cut = False  # the live segment may hold a failed write after ``_durable``
 
         self.truncated_bytes = self._recover()
         self._segment, self._durable = self._open_last()
@@ -247,7 +282,9 @@ class LocalPredictionLog:
         return self._create(max(numbers, default=0) + 1), 0
 
     def _create(self, number: int) -> int:
-        os.close(os.open(self._path(number, "log"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        # not O_EXCL: a rotation that failed on a full disk may have left this (empty) file,
+        # and no other process writes here (the flock)
+        os.close(os.open(self._path(number, "log"), os.O_WRONLY | os.O_CREAT, 0o644))
         _fsync_dir(self.directory)  # the segment must exist after a crash before it holds acks
         return number
 
@@ -255,11 +292,22 @@ class LocalPredictionLog:
 
     def append(self, record: Mapping[str, Any]) -> Future[None]:
         """Queue ``record``; the future resolves once it is fsynced (``asyncio.wrap_future``)."""
-        frame = _encode(record)
+        return self.append_batch([record])
+
+    def append_batch(self, records: Iterable[Mapping[str, Any]]) -> Future[None]:
+        """Queue ``records`` as one unit: all are written by the same ``write``, or none.
+
+        Every record is encoded before any is queued, so a record that cannot be
+        encoded leaves nothing of its batch in the log.
+        """
+        data = b"".join(_encode(record) for record in records)
         future: Future[None] = Future()
+        if not data:
+            future.set_result(None)
+            return future
         with self._cond:
             self._check_open()
-            self._queue.append((frame, future))
+            self._queue.append((data, future))
             queued = len(self._queue)
             # a writer waiting for a batch is woken once, when the batch is complete
             if queued == self._target or (queued == 1 and self._asleep):
@@ -268,8 +316,23 @@ class LocalPredictionLog:
 
     @property
     def backlog(self) -> int:
-        """Records queued and not yet durable (for the server's metrics)."""
+        """Requests queued and not yet durable (for the server's metrics)."""
         return len(self._queue)
+
+    def unavailable(self) -> StoreError | None:
+        """The error appends raise while the log cannot write, or None when it can."""
+        with self._cond:
+            trouble = self._trouble
+        return None if trouble is None else self._unavailable(trouble)
+
+    def _unavailable(self, trouble: BaseException) -> StoreError:
+        error = StoreError(
+            f"The prediction log {self.directory} cannot be written: {trouble}; predictions "
+            f"are refused until it can (it retries every {self.retry_s:g} s)",
+            path=str(self.directory),
+        )
+        error.__cause__ = trouble
+        return error
 
     async def aappend(self, record: Mapping[str, Any]) -> None:
         """``append`` for asyncio: returns once ``record`` is durable."""
@@ -289,52 +352,120 @@ class LocalPredictionLog:
             ) from self._failed
         if self._closing:
             raise StoreError(f"{self.directory}: the prediction log is closed")
+        if self._trouble is not None:
+            raise self._unavailable(self._trouble)
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # not an I/O error the log waits out: fail for good
+            with self._cond:
+                self._failed = exc
+                pending, self._queue = self._queue, []
+                rotations, self._rotations = self._rotations, []
+            for _, future in pending:
+                future.set_exception(exc)
+            for future in rotations:
+                future.set_exception(exc)
+            log.exception("%s: the prediction log's writer stopped", self.directory)
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
-                # wait up to max_delay for as many records as the last batch had, so that one
-                # synchronous write acknowledges all of them; appends wake the writer only
-                # when that many are queued, as every wake-up costs the serving thread a GIL
-                # handoff. A lone caller (target 1) never waits.
-                deadline = time.monotonic() + self.max_delay
-                while len(self._queue) < self._target and not (self._rotations or self._closing):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-                if not (self._queue or self._rotations or self._closing):
-                    self._asleep = True  # a quiet spell: the next append wakes the writer
-                    while not (self._queue or self._rotations or self._closing):
-                        self._cond.wait()
-                    self._asleep = False
-                    continue  # then wait for the rest of a batch, from now
-                batch, self._queue = self._queue, []
-                if batch:
-                    self._target = min(len(batch), _MAX_BATCH)
-                rotations, self._rotations = self._rotations, []
-                if not batch and not rotations and self._closing:
-                    return
+                if self._trouble is not None:
+                    # appends are refused meanwhile, so nothing waits in the queue
+                    if not self._closing:
+                        self._cond.wait(self.retry_s)
+                    if self._closing:
+                        return
+                    batch: list[tuple[bytes, Future[None]]] = []
+                    rotations: list[Future[None]] = []
+                else:
+                    # wait up to max_delay for as many requests as the last batch had, so
+                    # that one synchronous write acknowledges all of them; appends wake the
+                    # writer only when that many are queued, as every wake-up costs the
+                    # serving thread a GIL handoff. A lone caller (target 1) never waits.
+                    deadline = time.monotonic() + self.max_delay
+                    while len(self._queue) < self._target and not (
+                        self._rotations or self._closing
+                    ):
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._cond.wait(remaining)
+                    if not (self._queue or self._rotations or self._closing):
+                        self._asleep = True  # a quiet spell: the next append wakes the writer
+                        while not (self._queue or self._rotations or self._closing):
+                            self._cond.wait()
+                        self._asleep = False
+                        continue  # then wait for the rest of a batch, from now
+                    batch, self._queue = self._queue, []
+                    if batch:
+                        self._target = min(len(batch), _MAX_BATCH)
+                    rotations, self._rotations = self._rotations, []
+                    if not batch and not rotations and self._closing:
+                        return
+            if self._trouble is not None:
+                self._probe()
+                continue
             try:
                 if batch:
-                    self._write(b"".join(frame for frame, _ in batch))
+                    self._write(b"".join(data for data, _ in batch))
+            except OSError as exc:
+                self._fail(exc, [f for _, f in batch] + rotations)
+                continue
+            try:
                 if rotations or self._durable >= self.segment_bytes:
                     self._rotate()
-            except BaseException as exc:
-                # after a failed fsync the page cache may already have dropped the data, so
-                # retrying could acknowledge records that are not on disk: fail for good
-                with self._cond:
-                    self._failed = exc
-                    pending, self._queue = self._queue, []
-                for _, future in batch + pending:
-                    future.set_exception(exc)
-                for future in rotations:
-                    future.set_exception(exc)
-                return
-            for _, future in batch:
-                future.set_result(None)
+            except OSError as exc:
+                self._fail(exc, rotations)
+                rotations = []
+            finally:  # the batch is durable, whether or not a new segment could be made
+                for _, future in batch:
+                    future.set_result(None)
             for future in rotations:
                 future.set_result(None)
+
+    def _fail(self, exc: OSError, futures: list[Future[None]]) -> None:
+        """Fail ``futures`` and refuse appends until a probe finds the log writable again."""
+        log.error("%s: the prediction log cannot be written: %s", self.directory, exc)
+        error = self._unavailable(exc)
+        with self._cond:
+            self._trouble = exc
+            self._cut = True
+            pending, self._queue = self._queue, []
+            rotations, self._rotations = self._rotations, []
+        for future in futures + [f for _, f in pending] + rotations:
+            future.set_exception(error)
+
+    def _probe(self) -> None:
+        """Cut the half-written batch, then check there is room; clear the trouble if so."""
+        try:
+            if self._cut:
+                # The failed write may have left part of its batch, perhaps whole frames,
+                # after the last acknowledged byte: none of it was acknowledged, and the
+                # next batch must not follow it.
+                os.ftruncate(self._fd, self._durable)
+                os.fsync(self._fd)
+                self._cut = False
+            probe = self.directory / "probe.tmp"  # removed on open if a crash leaves it
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DSYNC, 0o644)
+            try:
+                written = os.write(fd, bytes(_PROBE_BYTES))
+            finally:
+                os.close(fd)
+                probe.unlink()
+            if written < _PROBE_BYTES:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            if self._durable >= self.segment_bytes:
+                self._rotate()
+        except OSError as exc:
+            with self._cond:
+                self._trouble = exc
+            return
+        log.warning("%s: the prediction log can be written again", self.directory)
+        with self._cond:
+            self._trouble = None
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -348,8 +479,10 @@ class LocalPredictionLog:
             return
         # no need for ``_files``: readers snapshot (segment, durable) and ignore later segments
         number = self._create(self._segment + 1)
-        os.close(self._fd)
-        self._fd = _open_segment(self._path(number, "log"))
+        fd = _open_segment(self._path(number, "log"))  # before closing the old one: a failure
+        with contextlib.suppress(OSError):  # here leaves the writer on a segment it can cut
+            os.close(self._fd)
+        self._fd = fd
         with self._cond:
             self._segment, self._durable = number, 0
 

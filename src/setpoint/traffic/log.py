@@ -19,18 +19,28 @@ import pyarrow as pa
 from setpoint.traffic.local_log import LocalPredictionLog, read_logs
 
 if TYPE_CHECKING:
+    from setpoint.errors import StoreError
     from setpoint.store.workspace import Store
 
 __all__ = ["PredictionLog", "describe_log", "open_log", "read_log", "uses_database"]
 
 
 class PredictionLog(Protocol):
-    """What the server writes predictions through: acknowledged once durable."""
+    """What the server writes predictions through: acknowledged once durable.
+
+    ``append_batch`` stores a request's records together or none of them;
+    ``unavailable`` is the error appends raise while the log cannot write (a full
+    disk, a database that went away), or None. The log recovers by itself.
+    """
 
     @property
     def backlog(self) -> int: ...
 
     def append(self, record: Mapping[str, Any]) -> Future[None]: ...
+
+    def append_batch(self, records: Iterable[Mapping[str, Any]]) -> Future[None]: ...
+
+    def unavailable(self) -> StoreError | None: ...
 
     async def aappend(self, record: Mapping[str, Any]) -> None: ...
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FEEDBACK_CHUNK",
+    "Answered",
     "FeedbackQueue",
     "ReplayClient",
     "ReplayStats",
@@ -53,6 +54,13 @@ FEEDBACK_CHUNK = 500  # outcomes per POST /v1/feedback
 MAX_CONCURRENCY = 64
 
 
+class Answered(Protocol):
+    """What a replay reads of a predict's answer: the server's name for the request."""
+
+    @property
+    def request_id(self) -> str: ...
+
+
 class ReplayClient(Protocol):
     """What a replay needs of a client; ``setpoint.Client`` is one.
 
@@ -62,8 +70,8 @@ class ReplayClient(Protocol):
     """
 
     def predict(
-        self, records: Sequence[Mapping[str, Any]], *, request_id: str | None = None
-    ) -> object: ...
+        self, records: Sequence[Mapping[str, Any]], *, client_request_id: str | None = None
+    ) -> Answered: ...
 
     def feedback(self, items: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]: ...
 
@@ -215,10 +223,10 @@ def replay(
     progress = on_progress or (lambda done: None)
 
     def send(start: int, records: list[dict[str, Any]]) -> None:
-        request_id = uuid.uuid4().hex  # one id for every retry of the request
         began = time.perf_counter()
         try:
-            client.predict(records, request_id=request_id)
+            # one client id for every retry; feedback names the request by the server's id
+            answer = client.predict(records, client_request_id=uuid.uuid4().hex)
         except ServerError as exc:
             with lock:
                 stats.errors[exc.kind] += len(records)
@@ -233,7 +241,7 @@ def replay(
                 label = None if labels is None else labels[start + index]
                 if label is not None:
                     at = times[start + index]
-                    item = {"request_id": request_id, "index": index, "label": label}
+                    item = {"request_id": answer.request_id, "index": index, "label": label}
                     queue.add(at=at, item={**item, "time": (at + label_delay).isoformat()})
         finally:
             slots.release()
