@@ -17,16 +17,20 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["fill", "read_only", "tmpfs"]
+__all__ = ["cannot", "fill", "read_only", "tmpfs"]
+
+
+def cannot(reason: str) -> None:
+    """Skip for ``reason``; in CI, where the machine is set up for these tests, fail."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs this: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def _mount(*args: str) -> None:
     done = subprocess.run(["mount", *args], capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        reason = f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}"
-        if os.environ.get("CI"):
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        cannot(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
 
 
 @contextmanager
@@ -34,9 +38,7 @@ def tmpfs(where: Path, *, size: str = "64m", content: Path | None = None) -> Ite
     """A tmpfs of ``size`` mounted on ``where`` (made if missing), holding a copy of
     ``content``'s files; unmounted afterwards."""
     if shutil.which("mount") is None:
-        if os.environ.get("CI"):
-            pytest.fail("no 'mount' command", pytrace=False)
-        pytest.skip("no 'mount' command")
+        cannot("no 'mount' command")
     where.mkdir(parents=True, exist_ok=True)
     _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where))
     try:

@@ -33,7 +33,7 @@ from _support.serving import (
     records,
     serving,
 )
-from _support.tmpfs import cannot, fill, tmpfs
+from _support.mounts import cannot, fill, tmpfs
 from setpoint.traffic.local_log import read_logs
 
 pytestmark = pytest.mark.slow

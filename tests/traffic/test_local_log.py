@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from _support.tmpfs import fill, tmpfs
+from _support.mounts import fill, tmpfs
 from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
 from setpoint.traffic.local_log import LocalPredictionLog, read_log, read_logs
 
