@@ -25,6 +25,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from _support.mounts import cannot, fill, tmpfs
 from _support.serving import (
     ServerProcess,
     build_project,
@@ -33,7 +34,6 @@ from _support.serving import (
     records,
     serving,
 )
-from _support.mounts import cannot, fill, tmpfs
 from setpoint.traffic.local_log import read_logs
 
 pytestmark = pytest.mark.slow
