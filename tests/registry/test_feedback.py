@@ -268,7 +268,10 @@ BINARY = LabelRule(target="late", task="binary", classes=(0, 1))
 
 def test_labels_are_judged_against_the_target(store: Store) -> None:
     cases: list[tuple[LabelRule, list[Any], list[Any]]] = [
-        (BINARY, [0, 1, 1.0], ["banana", "1", 2, -0.5, True]),  # JSON's true is not 1
+        # a yes/no outcome of classes 0 and 1 is often sent as a boolean
+        (BINARY, [0, 1, 1.0, True, False], ["banana", "1", 2, -0.5]),
+        # but a boolean is not the class 1 of classes 1, 2 and 3
+        (LabelRule(target="grade", task="multiclass", classes=(1, 2, 3)), [1, 3.0], [True, 0]),
         (LabelRule(target="paid", task="binary", classes=(False, True)), [True, 0, 1], ["true"]),
         (LabelRule(target="kind", task="multiclass", classes=("a", "b", "c")), ["c"], [1, "d"]),
         # an outcome beyond the training range is still an outcome

@@ -85,7 +85,9 @@ class LabelRule:
     model's classes. A class label is one the model finds when it encodes labels
     (``TabularModel.encode_labels``), in a JSON form the target's values take:
     ``1.0`` is the class ``1``; a boolean target takes ``true``/``false`` and
-    ``0``/``1``; a number target takes no boolean and a text target only text. A
+    ``0``/``1``, and so does a binary target of classes 0 and 1 (an outcome "was it
+    late?" is as often sent as a boolean); any other number target takes no boolean,
+    and a text target only text. A
     regression label is any finite number, inside the training range or not:
     outcomes can legitimately exceed what the model was trained on.
     """
@@ -109,7 +111,17 @@ class LabelRule:
             values.append(plain)
             if isinstance(plain, bool):
                 values.append(int(plain))
+            elif self._zero_one():
+                values.append(bool(plain))
         return values
+
+    def _zero_one(self) -> bool:
+        """Whether the classes are the numbers 0 and 1 of a binary target."""
+        if self.task != "binary":
+            return False
+        plain = [c.item() if isinstance(c, np.generic) else c for c in self.classes]
+        numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in plain)
+        return numeric and sorted(plain) == [0, 1]
 
     def problem(self, label: Any) -> tuple[str, str] | None:
         """``(kind, detail)`` saying why ``label`` cannot be used, or None when it can."""
@@ -123,7 +135,8 @@ class LabelRule:
                 return "non_finite", f"expected a finite number for {self.target!r}, got {label}"
             return None
         try:
-            known = any(label == c and _same_kind(label, c) for c in self.classes)
+            zero_one = self._zero_one()
+            known = any(label == c and _same_kind(label, c, zero_one) for c in self.classes)
         except (TypeError, ValueError):  # a class that does not compare with the label
             known = False
         if known:
@@ -134,12 +147,15 @@ class LabelRule:
         )
 
 
-def _same_kind(label: Any, known: Any) -> bool:
-    # Text meets only text; a boolean class takes true/false and 0/1, but a number class
-    # no boolean: JSON keeps true and 1 apart, and so does the OpenAPI document's enum.
+def _same_kind(label: Any, known: Any, zero_one: bool) -> bool:
+    # Text meets only text; a boolean class takes true/false and 0/1, and so do the
+    # classes 0 and 1 of a binary target; any other number class takes no boolean: JSON
+    # keeps true and 1 apart, and so does the OpenAPI document's enum.
     if isinstance(label, str) or isinstance(known, str):
         return isinstance(label, str) and isinstance(known, str)
-    return not isinstance(label, bool | np.bool_) or isinstance(known, bool | np.bool_)
+    if isinstance(label, bool | np.bool_) and not isinstance(known, bool | np.bool_):
+        return zero_one
+    return True
 
 
 def _shown(value: Any) -> str:
