@@ -119,3 +119,43 @@ def test_regression_metrics_are_oriented(july: pd.DataFrame) -> None:
     assert decision.passed
     assert decision.delta is not None
     assert decision.delta > 0
+
+
+def _paired(rng: np.random.Generator, y: np.ndarray, signal: float) -> np.ndarray:
+    return 0.5 + signal * (y - 0.5) + rng.normal(0, 0.25, y.size)
+
+
+@pytest.mark.parametrize(
+    ("rows", "challenger_signal", "margin"),
+    [
+        # A small sample: the challenger leads, but its interval reaches below zero.
+        (500, 0.34, 0.0),
+        # A clear lead whose point estimate clears the margin while its lower bound does not.
+        (2000, 0.40, 0.06),
+    ],
+)
+def test_a_lead_whose_interval_crosses_the_margin_does_not_pass(
+    rows: int, challenger_signal: float, margin: float
+) -> None:
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 2, rows)
+    champion = _paired(rng, y, 0.30)
+    challenger = _paired(rng, y, challenger_signal)
+    decision = evaluate_gate(
+        y,
+        champion,
+        challenger,
+        metric="roc_auc",
+        policy=GatePolicy(bootstrap=300, margin=margin),
+        challenger=2,
+        champion=1,
+        stratify=True,
+    )
+    assert decision.delta is not None
+    assert decision.ci_low is not None
+    assert decision.ci_high is not None
+    # The case the rule is for: the point estimate says "better", the evidence does not.
+    assert decision.delta > margin
+    assert decision.ci_low < margin < decision.ci_high
+    assert not decision.passed
+    assert "does not clear the margin" in decision.reasons[0]
