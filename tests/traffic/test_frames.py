@@ -110,3 +110,21 @@ def test_the_traffic_it_is_given_is_left_alone() -> None:
     traffic = _traffic()
     join_feedback(traffic, [_item(True, received=timedelta(0), request_id="r2")])
     assert _labels(traffic) == [None] * 5
+
+
+def test_feedback_in_any_order_and_traffic_with_any_index() -> None:
+    traffic = _traffic()
+    # Rows taken out of a larger frame keep their index: the labels follow the rows.
+    traffic = Traffic(meta=traffic.meta.set_axis(range(10, 15)), inputs=traffic.inputs)
+    feedback = [
+        _item(2, received=timedelta(hours=3), request_id="r1", index=0),
+        _item(1, received=timedelta(hours=1), request_id="r2"),  # received first, listed last
+        _item(0, received=timedelta(hours=2), request_id="r3"),
+    ]
+    joined = join_feedback(traffic, feedback, as_of=T0 + timedelta(hours=2))
+    assert _labels(joined) == [None, None, None, 1, 0]
+    # Labels are kept as given: integer classes stay integers, missing ones None.
+    assert joined.meta["label"].dtype == object
+    assert joined.meta["label"].tolist() == [None, None, None, 1, 0]
+    assert type(joined.meta["label"][13]) is int
+    assert joined.meta["label_time"][14] == pd.Timestamp(T0 + timedelta(hours=2))
