@@ -5,9 +5,14 @@ The exports have their own rules, in test_public_api.py.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 import setpoint
 from setpoint import errors
@@ -69,6 +74,51 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert quickstart.endswith("setpoint quickstart")
     assert tests.endswith("pytest")
     assert tests in (ROOT / ".ci" / "run").read_text()
+
+
+def test_ci_always_asks_for_postgresql_and_stops_when_it_cannot_start() -> None:
+    script = (ROOT / ".ci" / "run").read_text()
+    # Exported whatever pg_isready says, so that the store tests fail without it.
+    assert re.search(r"^export SETPOINT_TEST_DB_URL=", script, re.M)
+    assert re.search(r"^export CI=", script, re.M)
+    assert "|| true" not in script
+
+
+@pytest.mark.parametrize(
+    ("database", "message"),
+    [
+        (None, "CI needs PostgreSQL for the store tests: SETPOINT_TEST_DB_URL is not set"),
+        # Port 1: nothing listens there.
+        ("postgresql://postgres@127.0.0.1:1/test", "cannot be reached"),
+    ],
+)
+def test_store_tests_fail_in_ci_without_postgresql(database: str | None, message: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "SETPOINT_TEST_DB_URL"}
+    env["CI"] = "true"
+    if database is not None:
+        env["SETPOINT_TEST_DB_URL"] = database
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--durations=0",
+            "tests/store/test_db.py::test_reopening_does_not_migrate_again",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert message in run.stdout
+    assert "1 passed" in run.stdout  # the SQLite half still runs
+    assert "skipped" not in run.stdout
 
 
 def test_package_import_is_light() -> None:

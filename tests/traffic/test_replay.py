@@ -8,7 +8,6 @@ same loop against a real ``setpoint serve`` is in tests/serve/test_replayed.py).
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -200,10 +199,24 @@ def test_feedback_is_paced_in_posts_of_one_second() -> None:
     # 60 outcomes (all in the final flush) at 100 a second, in posts of at most 100
     assert [len(b) for k, b in client.calls if k == "feedback"] == [60]
     client = Recorder()
-    began = time.monotonic()
-    replay(client, hourly_plan(60), rate=0, feedback_rate=40, label_delay=timedelta(days=9))
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    replay(
+        client,
+        hourly_plan(60),
+        rate=0,
+        feedback_rate=40,
+        label_delay=timedelta(days=9),
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
     assert [len(b) for k, b in client.calls if k == "feedback"] == [40, 20]
-    assert time.monotonic() - began >= 0.5  # the 20 after the first 40 cost half a second
+    assert waits == [pytest.approx(0.5)]  # the 20 after the first 40 wait half a second
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -96,6 +95,72 @@ def test_strata_keep_rare_positives_in_every_replicate() -> None:
     assert stratified.n == 500
 
 
+def test_strata_keep_every_class_count_in_every_replicate() -> None:
+    # Model b is sure of every class; model a of classes 0 and 1 only, and uniform on
+    # class 2. The log-loss difference of a replicate is then its share of class-2 rows
+    # times log 3: with each class's count kept, every replicate gives the same value.
+    y = np.repeat([0, 1, 2], [300, 200, 100])
+    sure = np.eye(3)[y] * 0.97 + 0.01
+    unsure = sure.copy()
+    unsure[y == 2] = 1 / 3
+    result = paired_bootstrap(
+        y, unsure, sure, metric="log_loss", n=100, confidence=0.9, seed=0, strata=y
+    )
+    assert result.n == 100
+    assert result.low == pytest.approx(result.delta)
+    assert result.high == pytest.approx(result.delta)
+    plain = paired_bootstrap(y, unsure, sure, metric="log_loss", n=100, confidence=0.9, seed=0)
+    assert plain.high - plain.low > 0.01  # without strata the share of class 2 varies
+
+
+def test_a_single_positive_row_is_drawn() -> None:
+    rng = np.random.default_rng(4)
+    y = np.zeros(300, dtype=int)
+    y[0] = 1  # the first row of its stratum, and of the frame
+    a, b = rng.random(300), rng.random(300)
+    stratified = paired_bootstrap(
+        y, a, b, metric="roc_auc", n=100, confidence=0.9, seed=0, strata=y
+    )
+    assert stratified.n == 100
+    plain = paired_bootstrap(y, a, b, metric="roc_auc", n=100, confidence=0.9, seed=0)
+    assert 0 < plain.n < 100  # drawn in about 63% of the replicates
+
+
+def test_defaults_are_a_thousand_replicates_at_95_percent_seeded_with_zero() -> None:
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 200)
+    a, b = _scores(rng, y, 0.3), _scores(rng, y, 0.4)
+    default = paired_bootstrap(y, a, b, metric="brier")
+    explicit = paired_bootstrap(y, a, b, metric="brier", n=1000, confidence=0.95, seed=0)
+    assert default == explicit
+    assert (default.n, default.confidence, default.metric) == (1000, 0.95, "brier")
+
+
+def test_the_interval_is_the_percentile_interval_of_the_replicates() -> None:
+    # b is right on the first half of the rows where a is off by one: each replicate's
+    # MAE difference is the share of those rows it drew, whose spread is binomial.
+    rows = 400
+    y = np.zeros(rows)
+    a = np.where(np.arange(rows) < rows // 2, 1.0, 0.0)
+    result = paired_bootstrap(y, a, y, metric="mae", n=4000, confidence=0.9, seed=0)
+    assert result.delta == 0.5
+    half_width = 1.6449 * np.sqrt(0.25 / rows)  # the 5% and 95% normal quantiles
+    assert result.low == pytest.approx(0.5 - half_width, abs=0.004)
+    assert result.high == pytest.approx(0.5 + half_width, abs=0.004)
+    assert result.confidence == 0.9
+
+
+def test_no_defined_replicate_gives_an_undefined_interval() -> None:
+    y = np.zeros(100, dtype=int)  # one class: no AUC in any resample
+    rng = np.random.default_rng(8)
+    result = paired_bootstrap(
+        y, rng.random(100), rng.random(100), metric="roc_auc", n=50, confidence=0.9, seed=0
+    )
+    assert result.n == 0
+    assert np.isnan(result.low)
+    assert np.isnan(result.high)
+
+
 def test_multiclass_and_regression_metrics() -> None:
     rng = np.random.default_rng(9)
     y = rng.integers(0, 3, 1500)
@@ -109,16 +174,26 @@ def test_multiclass_and_regression_metrics() -> None:
     )
     assert regression.delta == pytest.approx(0.9)
     assert regression.low > 0
+    mae = paired_bootstrap(
+        target, target - 1.0, target + 0.1, metric="mae", n=200, confidence=0.9, seed=0
+    )
+    assert (mae.metric_a, mae.metric_b) == (pytest.approx(1.0), pytest.approx(0.1))
+    assert mae.low == pytest.approx(0.9)
+    assert mae.high == pytest.approx(0.9)
 
 
-def test_a_thousand_replicates_on_thirty_thousand_rows_is_fast() -> None:
+def test_replicates_drawn_in_many_chunks_all_count_and_find_a_small_lead() -> None:
+    # 30,000 rows take many chunks of replicates: every one must be kept, and the
+    # interval of the chunks together must still find a two-point lead.
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 30_000)
     a, b = _scores(rng, y, 0.3), _scores(rng, y, 0.32)
-    start = time.perf_counter()
-    paired_bootstrap(y, a, b, metric="pr_auc", n=1000, confidence=0.95, seed=0)
-    # About two seconds on two cores; sklearn in a loop takes well over ten.
-    assert time.perf_counter() - start < 20
+    result = paired_bootstrap(y, a, b, metric="pr_auc", n=500, confidence=0.95, seed=0)
+    assert result.n == 500
+    assert result.metric_a == pytest.approx(metric_function("pr_auc")(y, a))
+    assert result.metric_b == pytest.approx(metric_function("pr_auc")(y, b))
+    assert 0 < result.low < result.delta < result.high
+    assert result.high - result.low < 0.03
 
 
 @pytest.mark.parametrize(

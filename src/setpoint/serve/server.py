@@ -144,12 +144,17 @@ class Server:
         while True:
             await asyncio.sleep(_SEAL_EVERY_S)
             below = plog.active_segment
-            if not any(int(p.stem[4:]) < below for p in folder.glob("seg-*.log")):
+            try:
+                if not any(int(p.stem[4:]) < below for p in folder.glob("seg-*.log")):
+                    continue
+                child = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "setpoint.traffic.seal", str(folder), str(below)
+                )
+                failed = await child.wait() != 0
+            except OSError as exc:  # out of descriptors or processes: this pass only
+                log.error("sealing prediction log segments in %s failed: %s", folder, exc)
                 continue
-            child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "setpoint.traffic.seal", str(folder), str(below)
-            )
-            if await child.wait() != 0:  # the raw segments stay readable; retried next time
+            if failed:  # the raw segments stay readable; retried next time
                 log.error("sealing prediction log segments in %s failed", folder)
 
     # -- predictions --------------------------------------------------------------------------

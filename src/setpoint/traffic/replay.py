@@ -194,6 +194,8 @@ def replay(
     label_delay: timedelta = timedelta(hours=6),
     feedback: bool = True,
     on_progress: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ReplayStats:
     """Send ``plan.records`` in time order as live traffic; post their outcomes as they come due.
 
@@ -205,19 +207,20 @@ def replay(
     order and never hold up a predict; what is still held at the end is flushed.
     ``feedback=False`` (or a plan without labels) posts none. ``on_progress``
     gets the number of records answered so far. Stops early, with ``aborted``
-    set, when the server can no longer be reached.
+    set, when the server can no longer be reached. ``clock`` and ``sleep`` pace
+    both rates, so that a pace can be checked without waiting for it.
     """
     _check_options(rate, feedback_rate, batch, concurrency, label_delay)
     labels = plan.labels if feedback else None
     times = plan.times
     stats = ReplayStats(records=len(plan.records))
     queue = FeedbackQueue(label_delay)
-    bucket = TokenBucket(rate, capacity=batch)
+    bucket = TokenBucket(rate, capacity=batch, clock=clock, sleep=sleep)
     # Paced outcomes go in small posts, so that the pace is kept within a second.
     chunk = (
         FEEDBACK_CHUNK if feedback_rate <= 0 else max(1, min(FEEDBACK_CHUNK, int(feedback_rate)))
     )
-    feedback_bucket = TokenBucket(feedback_rate, capacity=chunk)
+    feedback_bucket = TokenBucket(feedback_rate, capacity=chunk, clock=clock, sleep=sleep)
     lock = threading.Lock()
     slots = threading.BoundedSemaphore(concurrency * 2)  # requests queued or in flight
     progress = on_progress or (lambda done: None)
