@@ -36,10 +36,11 @@ def _use_the_client(url: str, flights: pd.DataFrame) -> tuple[PredictResponse, P
 
         batch_records = records(flights, 5)
         one = client.predict(batch_records[0])
-        batch = client.predict(batch_records, request_id="client-batch-1")
+        batch = client.predict(batch_records, client_request_id="client-batch-1")
         assert one.model_version == batch.model_version == 1
         assert len(one.predictions) == 1
-        assert batch.request_id == "client-batch-1"
+        # The server names the request; the client's id comes back beside it.
+        assert batch.client_request_id == "client-batch-1" != batch.request_id
         assert len(batch.predictions) == 5
         # The same record scores the same alone and in a batch.
         assert batch.predictions[0] == one.predictions[0]
@@ -51,8 +52,10 @@ def _use_the_client(url: str, flights: pd.DataFrame) -> tuple[PredictResponse, P
         ]
         # The fifth by its entity id, the other way the API names a prediction.
         outcomes.append({"entity_id": batch_records[4]["flight_id"], "label": False})
-        assert client.feedback(outcomes) == {"stored": 6, "duplicates": 0}
-        assert client.feedback(outcomes) == {"stored": 0, "duplicates": 6}  # a retry is a no-op
+        nothing_refused = {"conflicts": [], "rejected": []}
+        assert client.feedback(outcomes) == {"stored": 6, "duplicates": 0, **nothing_refused}
+        retried = client.feedback(outcomes)  # a retry is a no-op
+        assert retried == {"stored": 0, "duplicates": 6, **nothing_refused}
     return one, batch
 
 
