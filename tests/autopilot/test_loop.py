@@ -225,7 +225,10 @@ def test_trip_retrain_shadow_promote_then_roll_back(
     assert str(back["reason"]).startswith("autopilot watch")
 
 
-def test_gate_rejection_keeps_the_champion(base: tuple[Path, pd.DataFrame], tmp_path: Path) -> None:
+@pytest.mark.hostile
+def test_a_bad_stored_label_is_skipped_and_the_gate_keeps_the_champion(
+    base: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
     import shutil
 
     root = shutil.copytree(base[0], tmp_path / "flights")
@@ -259,6 +262,7 @@ def test_gate_rejection_keeps_the_champion(base: tuple[Path, pd.DataFrame], tmp_
     }
 
 
+@pytest.mark.hostile
 def test_killed_mid_retrain_is_retried_once(
     project: Project, base: tuple[Path, pd.DataFrame]
 ) -> None:
@@ -310,6 +314,7 @@ def test_killed_mid_retrain_is_retried_once(
     assert made == [3]
 
 
+@pytest.mark.hostile
 def test_killed_after_registering_is_retried_without_a_second_model(
     project: Project, base: tuple[Path, pd.DataFrame]
 ) -> None:

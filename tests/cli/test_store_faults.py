@@ -28,6 +28,8 @@ from setpoint.config.loader import SPEC_FILE, dump_spec, load_spec
 from setpoint.project import Project
 from setpoint.store.artifacts import ArtifactStore
 
+pytestmark = pytest.mark.hostile
+
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> str:
     assert result.returncode == 2, result.stdout + result.stderr

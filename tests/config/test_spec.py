@@ -79,6 +79,7 @@ def nested(depth: int) -> str:
     return MINIMAL + "model:\n  params:\n    x: " + "{a: " * depth + "1" + "}" * depth + "\n"
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     ("text", "line", "words"),
     [
@@ -106,6 +107,7 @@ def test_a_spec_within_the_limits_keeps_its_aliases_and_nesting() -> None:
     assert parse_spec(nested(20)).model.params["x"]["a"]["a"]
 
 
+@pytest.mark.hostile
 def test_a_huge_spec_file_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
     path = tmp_path / "setpoint.yaml"
     with path.open("w", encoding="utf-8") as handle:

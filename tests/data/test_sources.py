@@ -164,6 +164,7 @@ def test_duplicate_column_names_in_a_frame() -> None:
         read_source(frame, name="train")
 
 
+@pytest.mark.hostile
 def test_corrupted_parquet(tmp_path: Path) -> None:
     good = tmp_path / "good.parquet"
     pd.DataFrame({"a": range(1000), "b": ["x"] * 1000}).to_parquet(good)

@@ -167,6 +167,7 @@ def test_no_predictions_yet_suggests_serve_and_replay(
     assert_user_error(result, "setpoint serve", "setpoint replay")
 
 
+@pytest.mark.hostile
 def test_a_bad_stored_label_is_skipped_and_counted(logged_project: Path, tmp_path: Path) -> None:
     # Labels an older version took without judging them, or rows written by hand: the
     # monitor must count them and go on, not exit on the first one.

@@ -65,6 +65,7 @@ def test_versions_stack_batches(store: Store, weather: pd.DataFrame) -> None:
         load_dataset(store, project="weather", name="other")
 
 
+@pytest.mark.hostile
 def test_tampered_dataset_blob_is_refused(store: Store, weather: pd.DataFrame) -> None:
     result = ingest(store, SPEC, weather[weather["month"] == 3].reset_index(drop=True))
     Path(store.artifacts.path_of(result.dataset.artifact)).write_bytes(b"not parquet")

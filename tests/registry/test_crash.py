@@ -20,7 +20,7 @@ from setpoint.registry.models import list_versions, load_artifacts
 from setpoint.store.tables import datasets, model_versions, quarantine, schemas
 from setpoint.store.workspace import Store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.hostile]
 
 CHILD = textwrap.dedent(
     """

@@ -81,6 +81,7 @@ def test_a_retry_is_all_duplicates_and_changes_nothing(store: Store) -> None:
     assert list_feedback(store.db, project="p")[:20] == stored
 
 
+@pytest.mark.hostile
 def test_a_label_is_one_value(store: Store) -> None:
     # a class label or a measured value; a list or an object joins to no prediction
     with pytest.raises(InvalidRequestError) as caught:
@@ -114,6 +115,7 @@ def test_labels_compare_as_json_values(store: Store) -> None:
         record_feedback(db, project="p", items=[{"request_id": "a", "label": True}])
 
 
+@pytest.mark.hostile
 def test_a_conflict_is_named_and_the_other_items_are_stored(store: Store) -> None:
     db = store.db
     record_feedback(db, project="p", items=[{"request_id": "r1", "label": "on_time"}])
@@ -136,7 +138,8 @@ def test_a_conflict_is_named_and_the_other_items_are_stored(store: Store) -> Non
     assert record_feedback(db, project="q", items=call) == FeedbackResult(3, 0)
 
 
-def test_the_same_key_twice_in_one_call(store: Store) -> None:
+@pytest.mark.hostile
+def test_contradicting_labels_for_one_key_in_one_call_keep_the_first(store: Store) -> None:
     db = store.db
     twice = [{"entity_id": "e1", "label": 3}, {"entity_id": "e1", "label": 3}]
     assert record_feedback(db, project="p", items=twice) == FeedbackResult(1, 1)
@@ -211,6 +214,7 @@ BAD_FIELDS = {
 }
 
 
+@pytest.mark.hostile
 def test_every_bad_item_is_named_and_the_good_one_is_stored(store: Store) -> None:
     items: list[Any] = [{"request_id": "ok", "label": 1}, *BAD_ITEMS]
     result = record_feedback(store.db, project="p", items=items)
@@ -224,6 +228,7 @@ def test_every_bad_item_is_named_and_the_good_one_is_stored(store: Store) -> Non
     assert keys_and_labels(store.db) == {"req:ok:0": 1}
 
 
+@pytest.mark.hostile
 def test_a_call_of_bad_items_only_is_refused_naming_each(store: Store) -> None:
     with pytest.raises(InvalidRequestError, match="in 24 item") as info:
         record_feedback(store.db, project="p", items=["not an object", *BAD_ITEMS])
@@ -266,6 +271,7 @@ def test_a_batch_of_1000_is_one_select_and_one_insert(store: Store) -> None:
 BINARY = LabelRule(target="late", task="binary", classes=(0, 1))
 
 
+@pytest.mark.hostile
 def test_labels_are_judged_against_the_target(store: Store) -> None:
     cases: list[tuple[LabelRule, list[Any], list[Any]]] = [
         # a yes/no outcome of classes 0 and 1 is often sent as a boolean
@@ -295,6 +301,7 @@ def test_labels_are_judged_against_the_target(store: Store) -> None:
     assert "ent:victim-1" not in keys_and_labels(store.db)
 
 
+@pytest.mark.hostile
 def test_a_batch_of_1000_loses_only_its_bad_item(store: Store) -> None:
     db = store.db
     items: list[dict[str, Any]] = [

@@ -143,6 +143,7 @@ def _paired(rng: np.random.Generator, y: np.ndarray, signal: float) -> np.ndarra
     return 0.5 + signal * (y - 0.5) + rng.normal(0, 0.25, y.size)
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     ("rows", "challenger_signal", "margin"),
     [

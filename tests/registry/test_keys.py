@@ -40,6 +40,7 @@ def test_a_key_is_random_shown_once_and_stored_as_its_hash(
     assert key not in caplog.text
 
 
+@pytest.mark.hostile
 def test_wrong_keys_are_refused(store: Store) -> None:
     key = create_key(store.db, name="ci")
     last = "A" if key[-1] != "A" else "B"
@@ -53,6 +54,7 @@ def test_wrong_keys_are_refused(store: Store) -> None:
     assert verify_key(store.db, "\udcff") is None  # not valid Unicode: no crash, no match
 
 
+@pytest.mark.hostile
 def test_every_active_key_is_compared_whatever_the_candidate(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -78,7 +80,8 @@ def test_every_active_key_is_compared_whatever_the_candidate(
     assert verify_key(store.db, first) == "a"
 
 
-def test_revoke(store: Store) -> None:
+@pytest.mark.hostile
+def test_a_revoked_key_is_refused(store: Store) -> None:
     key = create_key(store.db, name="ci")
     keep = create_key(store.db, name="ops")
     revoke_key(store.db, name="ci")

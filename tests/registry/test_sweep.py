@@ -19,6 +19,8 @@ from setpoint.registry.sweep import (
 )
 from setpoint.store.workspace import Store
 
+pytestmark = pytest.mark.hostile
+
 SPEC = ProjectSpec(project="p", task="binary", target="y")
 
 

@@ -22,6 +22,8 @@ from setpoint.registry.projects import upsert_project
 from setpoint.store.artifacts import sha256_bytes
 from setpoint.store.workspace import Store
 
+pytestmark = pytest.mark.hostile
+
 FILES = {"model.txt": b"tree\n" * 4000, "reference.json": b'{"bins": [1, 2, 3]}' * 200}
 
 

@@ -24,7 +24,7 @@ from _support.serving import ServerProcess, copy_project, records, set_serving
 from setpoint.project import Project
 from setpoint.registry.api_keys import create_key
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.hostile]
 
 STALLED = 2000
 LIMIT = 2100  # serving.max_connections of this module's server

@@ -20,7 +20,7 @@ from _support.serving import copy_project, serving
 from setpoint.project import Project
 from setpoint.registry.api_keys import create_key
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.hostile]
 
 # A request that breaks the document must get a 4xx; 413 (a batch over maxItems) is
 # the status the server owes such a request, so it counts as a rejection too.

@@ -93,6 +93,7 @@ def logged_ids(project_dir: Path) -> list[str]:
     return ids
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("workers", [1, 2])
 def test_kill_9_under_load_loses_no_answered_prediction(
     project_dir: Path, flights: pd.DataFrame, workers: int
@@ -111,6 +112,7 @@ def test_kill_9_under_load_loses_no_answered_prediction(
     assert load.failures  # the kill really happened under load: requests were cut off
 
 
+@pytest.mark.hostile
 def test_kill_9_with_postgresql_log(
     db_url: str,
     store_env: dict[str, str],
@@ -173,6 +175,7 @@ def test_hot_swap_under_load_fails_no_request(
     assert len(versions) > 600
 
 
+@pytest.mark.hostile
 def test_corrupted_artifact_is_refused_and_the_old_model_keeps_serving(
     project_dir: Path, flights: pd.DataFrame
 ) -> None:

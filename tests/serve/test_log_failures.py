@@ -36,7 +36,7 @@ from _support.serving import (
 )
 from setpoint.traffic.local_log import read_logs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.hostile]
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 

@@ -39,6 +39,7 @@ def _fail(kind: type[Exception]) -> None:
     raise kind("boom")
 
 
+@pytest.mark.hostile
 def test_a_bug_hit_a_thousand_times_logs_one_traceback_then_a_count(
     logged: tuple[logging.Logger, io.StringIO, Clock],
 ) -> None:

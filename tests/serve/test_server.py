@@ -56,7 +56,8 @@ def check_error_shape(response: httpx.Response, status: int, kind: str) -> dict[
     return dict(error)
 
 
-def test_predicts_one_and_many_and_logs_each_before_answering(
+@pytest.mark.hostile
+def test_predicts_and_logs_each_before_answering_even_with_a_reused_request_id(
     server: ServerProcess, flights: pd.DataFrame, project_dir: Path
 ) -> None:
     one = post(
@@ -142,6 +143,7 @@ def test_bad_records_get_422_naming_every_bad_field(
     }
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     ("content", "headers", "status", "kind"),
     [
@@ -169,6 +171,7 @@ def test_malformed_requests_get_the_error_shape(
     check_error_shape(response, status, kind)
 
 
+@pytest.mark.hostile
 def test_oversized_bodies_and_batches_get_413(shared: ServerProcess, flights: pd.DataFrame) -> None:
     huge = b'{"records": [' + b"1," * (3 * 2**20) + b"1]}"
     check_error_shape(
@@ -246,6 +249,7 @@ def test_no_champion_means_not_ready(tmp_path: Path, flights_project: Path) -> N
         check_error_shape(post(server, "/v1/predict", {"records": [{}]}), 503, "not_ready")
 
 
+@pytest.mark.hostile
 def test_feedback_is_idempotent_and_judged_item_by_item(
     server: ServerProcess, flights: pd.DataFrame, project_dir: Path
 ) -> None:
@@ -306,6 +310,7 @@ def test_feedback_is_idempotent_and_judged_item_by_item(
     assert "banana" not in {f.label for f in stored}
 
 
+@pytest.mark.hostile
 def test_admin_needs_a_valid_key_and_promotes_and_rolls_back(
     server: ServerProcess, project_dir: Path, flights: pd.DataFrame
 ) -> None:
@@ -340,7 +345,10 @@ def test_admin_needs_a_valid_key_and_promotes_and_rolls_back(
     assert key not in server.log()
 
 
-def test_keyed_predict_and_feedback(project_dir: Path, flights: pd.DataFrame) -> None:
+@pytest.mark.hostile
+def test_a_feedback_key_may_post_outcomes_and_nothing_else(
+    project_dir: Path, flights: pd.DataFrame
+) -> None:
     set_serving(project_dir, predict_auth="key", feedback_auth="key")
     db = Project.open(project_dir).store.db
     admin = {"Authorization": f"Bearer {create_key(db, name='app')}"}

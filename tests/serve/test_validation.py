@@ -386,6 +386,7 @@ def any_records(draw: st.DrawFn, features: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+@pytest.mark.hostile
 @given(data=st.data())
 @settings(max_examples=300, deadline=None)
 def test_arbitrary_json_raises_nothing_but_the_validation_error(

@@ -19,6 +19,7 @@ def test_round_trip_is_content_addressed(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.hostile
 def test_corrupted_blob_is_refused(tmp_path: Path) -> None:
     store = ArtifactStore(str(tmp_path))
     sha = store.put_bytes(b"original")
@@ -35,6 +36,7 @@ def test_missing_blob_names_the_path(tmp_path: Path) -> None:
         store.get_bytes(missing)
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("digest", ["", "zz" * 32, "../" + "a" * 61, "A" * 64])
 def test_malformed_digest_is_refused(tmp_path: Path, digest: str) -> None:
     with pytest.raises(ArtifactIntegrityError, match="not a sha256"):
@@ -48,6 +50,7 @@ def test_any_fsspec_url(tmp_path: Path) -> None:
     assert store.get_bytes(sha) == b"in memory"
 
 
+@pytest.mark.hostile
 def test_a_full_disk_is_a_store_fault_naming_the_file(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", size="1m") as disk:
         store = ArtifactStore(str(disk))
@@ -63,6 +66,7 @@ def test_a_full_disk_is_a_store_fault_naming_the_file(tmp_path: Path) -> None:
         assert store.get_bytes(kept) == b"stored before the disk filled"
 
 
+@pytest.mark.hostile
 def test_a_read_only_disk_refuses_new_bytes_and_serves_stored_ones(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", size="1m") as disk:
         store = ArtifactStore(str(disk))

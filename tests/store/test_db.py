@@ -98,6 +98,7 @@ def test_concurrent_writers_never_collide(
     assert len({v.artifacts["m"] for v in versions}) == 45
 
 
+@pytest.mark.hostile
 def test_a_full_disk_refuses_the_write_as_a_store_fault_and_still_reads(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", size="4m") as disk:
         db = Database.sqlite(disk / "setpoint.db")

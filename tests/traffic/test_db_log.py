@@ -182,6 +182,7 @@ def test_close_writes_what_is_queued_then_refuses(db: Database, db_url: str) -> 
     plog.close()  # twice is fine
 
 
+@pytest.mark.hostile
 def test_a_failed_write_refuses_appends_until_the_table_answers_again(db: Database) -> None:
     plog = DatabasePredictionLog(db, project="p", retry_s=0.05)
     try:
@@ -210,6 +211,7 @@ def test_a_failed_write_refuses_appends_until_the_table_answers_again(db: Databa
         plog.close()
 
 
+@pytest.mark.hostile
 def test_a_request_is_committed_whole_or_not_at_all(db: Database) -> None:
     with DatabasePredictionLog(db, project="p") as plog:
         bad = [record(0), record(1), record(2, latency_ms=float("nan")), record(3)]
@@ -219,6 +221,7 @@ def test_a_request_is_committed_whole_or_not_at_all(db: Database) -> None:
         assert plog.read().column("request_id").to_pylist() == ["r4", "r5"]
 
 
+@pytest.mark.hostile
 def test_a_bad_record_fails_only_its_caller(db: Database) -> None:
     with DatabasePredictionLog(db, project="p") as plog:
         bad: list[dict[str, Any]] = [
@@ -242,6 +245,7 @@ def test_a_bad_record_fails_only_its_caller(db: Database) -> None:
     assert json.loads(row["inputs"]) == {"x": [1, 2]}  # made JSON as LocalPredictionLog makes it
 
 
+@pytest.mark.hostile
 def test_text_the_database_cannot_hold_is_replaced(db: Database) -> None:
     with DatabasePredictionLog(db, project="p") as plog:
         plog.append_many(

@@ -79,6 +79,7 @@ def test_bad_records_and_options_are_refused(tmp_path: Path) -> None:
         plog.append(record(0))
 
 
+@pytest.mark.hostile
 def test_torn_tail_is_truncated(tmp_path: Path) -> None:
     with LocalPredictionLog(tmp_path) as plog:
         plog.append_many(record(i) for i in range(10))
@@ -95,6 +96,7 @@ def test_torn_tail_is_truncated(tmp_path: Path) -> None:
         assert ids(plog)[-2:] == ["r8", "r99"]
 
 
+@pytest.mark.hostile
 def test_zero_filled_tail_is_truncated(tmp_path: Path) -> None:
     with LocalPredictionLog(tmp_path) as plog:
         plog.append_many([record(0)])
@@ -106,6 +108,7 @@ def test_zero_filled_tail_is_truncated(tmp_path: Path) -> None:
         assert ids(plog) == ["r0"]
 
 
+@pytest.mark.hostile
 def test_corrupted_crc_is_detected(tmp_path: Path) -> None:
     with LocalPredictionLog(tmp_path, segment_bytes=400) as plog:
         plog.append_many(record(i) for i in range(10))
@@ -122,6 +125,7 @@ def test_corrupted_crc_is_detected(tmp_path: Path) -> None:
             plog.roll()
 
 
+@pytest.mark.hostile
 def test_corrupted_crc_in_the_last_segment_cuts_only_from_there(tmp_path: Path) -> None:
     with LocalPredictionLog(tmp_path) as plog:
         plog.append_many(record(i) for i in range(3))
@@ -150,6 +154,7 @@ def test_roll_keeps_every_record_once(tmp_path: Path) -> None:
         assert ids(plog) == [f"r{i}" for i in range(101)]
 
 
+@pytest.mark.hostile
 def test_an_interrupted_roll_is_finished_on_open(tmp_path: Path) -> None:
     with LocalPredictionLog(tmp_path, segment_bytes=300) as plog:
         plog.append_many(record(i) for i in range(10))
@@ -211,6 +216,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.hostile
 @pytest.mark.slow
 def test_sigkill_loses_no_acknowledged_record(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(SRC)}
@@ -255,6 +261,7 @@ def test_a_reader_beside_the_writer_sees_acknowledged_records(tmp_path: Path) ->
         assert read_logs(tmp_path / "predictions").num_rows == 10
 
 
+@pytest.mark.hostile
 def test_a_reader_refuses_corruption_before_the_live_segment(tmp_path: Path) -> None:
     folder = tmp_path / "w0"
     with LocalPredictionLog(folder, segment_bytes=400) as plog:
@@ -299,6 +306,7 @@ def test_another_process_seals_finished_segments_while_the_writer_goes_on(
     assert "usage" in bad.stderr
 
 
+@pytest.mark.hostile
 def test_a_full_disk_refuses_appends_then_recovers_without_a_torn_frame(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", size="256k") as disk:
         folder = disk / "w0"
@@ -334,6 +342,7 @@ def test_a_full_disk_refuses_appends_then_recovers_without_a_torn_frame(tmp_path
             assert ids(again) == expected
 
 
+@pytest.mark.hostile
 def test_a_request_is_written_whole_or_not_at_all(tmp_path: Path) -> None:
     nested: object = 0
     for _ in range(300):  # deeper than the JSON encoder goes

@@ -27,6 +27,8 @@ import pytest
 
 from setpoint.traffic.local_log import LocalPredictionLog, read_log
 
+pytestmark = pytest.mark.hostile
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 HEADER = struct.Struct("<II")  # the frame's length and CRC32, then the JSON and a newline
 

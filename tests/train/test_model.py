@@ -117,6 +117,7 @@ def _edited(files: dict[str, bytes], name: str, **changes: object) -> dict[str, 
     return {**files, name: json.dumps(payload).encode()}
 
 
+@pytest.mark.hostile
 def test_from_files_refuses_what_it_cannot_trust(binary_result: TrainResult) -> None:
     files = binary_result.model.to_files()
     with pytest.raises(ConfigError, match="binary task"):

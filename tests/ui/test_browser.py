@@ -278,6 +278,7 @@ def test_a_promotion_and_a_rollback_through_the_dashboard(
     assert key not in (root / "ui.log").read_text()
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize(
     ("path", "body", "headers", "status", "words"),
     [
