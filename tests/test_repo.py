@@ -5,10 +5,12 @@ The exports have their own rules, in test_public_api.py.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,68 @@ def test_store_tests_fail_in_ci_without_postgresql(database: str | None, message
     assert message in run.stdout
     assert "1 passed" in run.stdout  # the SQLite half still runs
     assert "skipped" not in run.stdout
+
+
+# A test named on docs/security.md, with or without "::" and the test's name.
+SECURITY_REFERENCE = re.compile(r"`(tests/[\w/]+\.py)(?:::(\w+))?`")
+
+# Loaded by the collecting pytest below: what it gathered, and whether each is hostile.
+HOSTILE_PROBE = """
+import json
+import os
+
+
+def pytest_collection_finish(session):
+    found = {i.nodeid: i.get_closest_marker("hostile") is not None for i in session.items}
+    with open(os.environ["HOSTILE_PROBE_OUT"], "w", encoding="utf-8") as out:
+        json.dump(found, out)
+"""
+
+
+def test_every_test_the_security_page_names_is_in_the_hostile_suite(tmp_path: Path) -> None:
+    """``pytest -m hostile`` runs every test docs/security.md names as holding a promise.
+
+    Collected by pytest itself, so a mark given any way counts; a file named without a
+    test must have all of its tests marked.
+    """
+    pytest_config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]
+    registered = pytest_config["ini_options"]["markers"]
+    assert any(m.startswith("hostile: ") for m in registered), f"no hostile marker: {registered}"
+    page = (ROOT / "docs" / "security.md").read_text()
+    assert "pytest -m hostile" in page, "docs/security.md does not say how to run the suite"
+    named = SECURITY_REFERENCE.findall(page)
+    files = sorted({path for path, _ in named})
+    missing = [path for path in files if not (ROOT / path).is_file()]
+    assert not missing, f"docs/security.md names files that do not exist: {missing}"
+
+    (tmp_path / "hostile_probe.py").write_text(HOSTILE_PROBE)
+    out = tmp_path / "collected.json"
+    paths = [str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "HOSTILE_PROBE_OUT": str(out), "PYTHONPATH": os.pathsep.join(paths)}
+    collect = ["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "hostile_probe"]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", *collect, *files],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    hostile: dict[str, bool] = json.loads(out.read_text())
+
+    for path, name in named:
+        where = f"{path}::{name}" if name else path
+        items = {
+            node: marked
+            for node, marked in hostile.items()
+            if (node == where or node.startswith(f"{where}["))
+            or (not name and node.startswith(f"{path}::"))
+        }
+        assert items, f"docs/security.md names {where}, but no such test is collected"
+        unmarked = sorted(node for node, marked in items.items() if not marked)
+        assert not unmarked, f"docs/security.md names {where}; not marked hostile: {unmarked}"
 
 
 def test_package_import_is_light() -> None:
