@@ -100,6 +100,23 @@ def test_specs_that_expand_or_nest_without_bound_are_refused(
     assert words in str(info.value)
 
 
+@pytest.mark.hostile
+@pytest.mark.parametrize(
+    "tag", ["!!python/object/apply:os.system", "!!python/name:os.system", "!custom"]
+)
+def test_a_yaml_tag_that_would_run_code_is_refused_and_runs_nothing(
+    tmp_path: Path, tag: str
+) -> None:
+    ran = tmp_path / "ran"
+    line = MINIMAL.count("\n") + 2
+    text = MINIMAL + f'model:\n  params: {tag} ["touch {ran}"]\n'
+    with pytest.raises(SpecError) as info:
+        parse_spec(text, source="proj/setpoint.yaml")
+    assert (info.value.path, info.value.line) == ("proj/setpoint.yaml", line)
+    assert tag.lstrip("!").split(":")[0] in str(info.value)
+    assert not ran.exists()
+
+
 def test_a_spec_within_the_limits_keeps_its_aliases_and_nesting() -> None:
     spec = parse_spec(billion_laughs(levels=4) + "segments: &s [a, b]\n")
     assert len(spec.model.params["a3"]) == 10

@@ -244,6 +244,44 @@ def test_errors_are_counted_by_their_kind(
     assert grew("internal") == 0
 
 
+def _exchange(port: int, data: bytes) -> bytes:
+    """Everything the server sends back for ``data`` until it closes the connection."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"content-length: 5\r\ntransfer-encoding: chunked\r\n",  # CL.TE
+        b"transfer-encoding: chunked\r\ncontent-length: 5\r\n",  # TE.CL
+        b"content-length: 5\r\ncontent-length: 48\r\n",  # two lengths
+        b"transfer-encoding: chunked\r\ntransfer-encoding: identity\r\n",  # two codings
+    ],
+)
+def test_a_request_smuggled_behind_another_is_refused_and_never_answered(
+    guarded: tuple[ServerProcess, str], framing: bytes
+) -> None:
+    server, _ = guarded
+    smuggled = b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n"
+    answer = _exchange(
+        server.port,
+        b"POST /v1/predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        + framing
+        + b"\r\n0\r\n\r\n"
+        + smuggled,
+    )
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
+    # One answer, then the connection is closed: the request hidden in the body is not run.
+    assert answer.count(b"HTTP/1.1 ") == 1, answer[:600]
+    assert b'"versions"' not in answer
+
+
 @pytest.mark.parametrize("version", ["99999999999999999999999", "9" * 5000, "²"])
 def test_an_impossible_version_on_the_dashboard_is_its_404_page(
     guarded: tuple[ServerProcess, str], version: str
