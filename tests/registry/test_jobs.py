@@ -30,6 +30,7 @@ from setpoint.registry.jobs import (
     get_job,
     heartbeat,
     list_jobs,
+    postpone,
 )
 from setpoint.store.db import Database
 from setpoint.store.tables import events, jobs
@@ -293,6 +294,82 @@ def test_a_crash_loop_stops_at_max_attempts_and_the_next_job_is_claimed(store: S
     assert dead.error.startswith("gave up after 2 attempts: the lease of 'w3' expired")
     kinds = [e.kind for e in list_events(store.db, project="p", kind="job_dead")]
     assert kinds == ["job_dead"]
+
+
+def test_claim_takes_only_the_projects_jobs(store: Store) -> None:
+    add(store, "elsewhere", project="q")
+    assert take(store, "w1") is None
+    assert claim(store.db, project="q", owner="w1", lease_s=LEASE, now=T0) is not None
+
+
+def test_a_crashed_job_waiting_out_its_backoff_does_not_hold_up_the_next(store: Store) -> None:
+    crashed, behind = add(store, "crash"), add(store, "behind")
+    backoff = {"crash_backoff_s": 1.0}
+    assert taken(store, "w1", **backoff).id == crashed.id
+    # w1 died; half a second after its lease ran out the job still waits, the next one runs
+    assert taken(store, "w2", LEASE + 0.5, **backoff).id == behind.id
+    waiting = get_job(store.db, project="p", job_id=crashed.id)
+    assert (waiting.status, waiting.owner, waiting.not_before) == ("queued", None, at(LEASE + 1))
+    assert waiting.error is not None
+    assert "the lease of 'w1' expired" in waiting.error
+    assert taken(store, "w3", LEASE + 1, **backoff).id == crashed.id
+
+
+def test_a_crash_at_the_last_attempt_is_dead_at_once_under_a_backoff(store: Store) -> None:
+    job = add(store, "crash", max_attempts=1)
+    taken(store, "w1")
+    assert take(store, "w2", LEASE + 1, crash_backoff_s=30.0) is None
+    dead = get_job(store.db, project="p", job_id=job.id)
+    assert (dead.status, dead.finished_at) == ("dead", at(LEASE + 1))
+    assert not list_events(store.db, project="p", kind="job_retry")
+
+
+def test_the_backoff_of_fail_doubles_with_each_attempt(store: Store) -> None:
+    job = add(store, "j", max_attempts=4)
+    for attempt, seconds in enumerate((10, 20, 40)):
+        start = attempt * 100
+        taken(store, "w1", start)
+        retry = fail(store.db, job, owner="w1", error="boom", now=at(start), backoff_s=10.0)
+        assert retry.not_before == at(start + seconds)
+
+
+def test_a_worker_holding_two_jobs_changes_only_the_one_it_names(store: Store) -> None:
+    a, b = add(store, "a"), add(store, "b")
+    taken(store, "w1")
+    taken(store, "w1")
+    assert heartbeat(store.db, a, owner="w1", lease_s=LEASE, now=at(30))
+    assert get_job(store.db, project="p", job_id=b.id).lease_expires == at(LEASE)
+    complete(store.db, a, owner="w1", now=at(31))
+    still = get_job(store.db, project="p", job_id=b.id)
+    assert (still.status, still.owner) == ("running", "w1")
+
+
+def test_postpone_hands_the_job_back_without_spending_an_attempt(store: Store) -> None:
+    job = add(store, "watch", max_attempts=1)
+    taken(store, "w1")
+    advance(store.db, job, owner="w1", stage="gate", state={"version": 3})
+    waiting = postpone(
+        store.db, job, owner="w1", until=at(100), stage="shadow", state={"since": 1}, now=at(5)
+    )
+    assert (waiting.status, waiting.owner, waiting.lease_expires) == ("queued", None, None)
+    assert (waiting.not_before, waiting.updated_at, waiting.attempts) == (at(100), at(5), 0)
+    assert (waiting.stage, waiting.state) == ("shadow", {"version": 3, "since": 1})
+    assert list_events(store.db, project="p")[0].kind == "job_waiting"  # newest first
+    with pytest.raises(ConflictError, match="Cannot postpone job"):
+        postpone(store.db, job, owner="w1", until=at(200))
+    assert take(store, "w2", 99) is None
+    # a single attempt allowed, and the postponed claim did not use it up
+    again = taken(store, "w2", 100)
+    assert (again.attempts, again.stage) == (1, "shadow")
+    kept = postpone(store.db, again, owner="w2", until=at(300), now=at(101))
+    assert (kept.stage, kept.state, kept.attempts) == ("shadow", {"version": 3, "since": 1}, 0)
+    complete(store.db, taken(store, "w3", 300), owner="w3")
+
+    retried = add(store, "retried")
+    fail(store.db, taken(store, "w4", 400), owner="w4", error="boom", now=at(400), backoff_s=0)
+    assert taken(store, "w4", 401).attempts == 2
+    # only the claim handed back is given back, not the failed attempt before it
+    assert postpone(store.db, retried, owner="w4", until=at(500)).attempts == 1
 
 
 def test_cancel(store: Store) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import random
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
@@ -48,6 +50,7 @@ def segments(directory: Path) -> list[Path]:
 def test_round_trip(tmp_path: Path) -> None:
     when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     with LocalPredictionLog(tmp_path / "log") as plog:
+        assert plog.truncated_bytes == 0  # a new log has no tail to cut
         plog.append_many([record(0, time=when, role="shadow", entity_id=7, index=3), record(1)])
         plog.append(record(2)).result()
         asyncio.run(plog.aappend(record(3)))
@@ -106,6 +109,36 @@ def test_zero_filled_tail_is_truncated(tmp_path: Path) -> None:
     with LocalPredictionLog(tmp_path) as plog:
         assert plog.truncated_bytes == 4096
         assert ids(plog) == ["r0"]
+
+
+def test_an_empty_frame_is_a_torn_tail(tmp_path: Path) -> None:
+    with LocalPredictionLog(tmp_path) as plog:
+        plog.append_many([record(0)])
+    (segment,) = segments(tmp_path)
+    with segment.open("ab") as f:
+        # length 0 and the CRC of nothing (0), then the newline: well formed, but no record
+        f.write(struct.pack("<II", 0, 0) + b"\n")
+    with LocalPredictionLog(tmp_path) as plog:
+        assert plog.truncated_bytes == 9
+        assert ids(plog) == ["r0"]
+
+
+def test_a_record_of_the_largest_size_is_kept_on_reopening(tmp_path: Path) -> None:
+    def sized(i: int, length: int) -> dict[str, Any]:
+        return record(i, inputs={"x": "y" * length}, time=1_700_000_000)
+
+    with LocalPredictionLog(tmp_path / "probe") as plog:
+        plog.append_many([sized(0, 0)])
+    (segment,) = segments(tmp_path / "probe")
+    # each "y" is one more byte of JSON; a frame is 8 bytes of header, the JSON and a newline
+    length = 16 * 2**20 - (segment.stat().st_size - 9)
+    with LocalPredictionLog(tmp_path / "log") as plog:
+        plog.append_many([sized(1, length)])
+        with pytest.raises(InvalidParameterError, match="at most 16 MiB"):
+            plog.append(sized(2, length + 1))
+    with LocalPredictionLog(tmp_path / "log") as plog:  # acknowledged, so never cut as torn
+        assert plog.truncated_bytes == 0
+        assert ids(plog) == ["r1"]
 
 
 @pytest.mark.hostile
@@ -338,6 +371,54 @@ def test_a_full_disk_refuses_appends_then_recovers_without_a_torn_frame(tmp_path
         finally:
             plog.close()
         with LocalPredictionLog(folder) as again:  # the next write was not glued to a torn one
+            assert again.truncated_bytes == 0
+            assert ids(again) == expected
+
+
+def test_a_probe_that_finds_too_little_room_keeps_refusing(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", size="256k") as disk:
+        folder = disk / "w0"
+        with LocalPredictionLog(folder, retry_s=0.05, segment_bytes=1000) as plog:
+            for i in range(10):
+                plog.append_many([record(i)])
+            assert len(segments(folder)) > 1, "the log should have rotated before the failure"
+            live = segments(folder)[-1]
+            acknowledged = live.stat().st_size
+            filler = fill(disk)
+            big = [record(100 + i, inputs={"x": "y" * 2000}) for i in range(20)]
+            with pytest.raises(StoreError, match="No space left on device"):
+                plog.append_batch(big).result(timeout=30)
+            # room for a few records, far less than a probe must find: a short write
+            os.truncate(filler, filler.stat().st_size - 16 * 2**10)
+
+            def cause() -> BaseException | None:
+                error = plog.unavailable()
+                assert error is not None, "appends were taken again with 16 KiB free"
+                return error.__cause__
+
+            # Each failed probe leaves its own error. The first one cut the failed batch; the
+            # second began after the room was made, so it wrote into those 16 KiB.
+            deadline = time.monotonic() + 30
+            for probes in range(2):
+                seen = cause()
+                while cause() is seen:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+                if probes == 0:  # cut back to the last acknowledged byte of the new segment
+                    assert live.stat().st_size == acknowledged
+            last = cause()
+            assert isinstance(last, OSError)
+            assert last.errno == errno.ENOSPC
+            assert "No space left on device" in str(last)
+            with pytest.raises(StoreError, match="cannot be written"):
+                plog.append(record(10))
+            filler.unlink()
+            while plog.unavailable() is not None:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            plog.append_many([record(11)])
+        expected = [f"r{i}" for i in [*range(10), 11]]
+        with LocalPredictionLog(folder, segment_bytes=1000) as again:
             assert again.truncated_bytes == 0
             assert ids(again) == expected
 
