@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -201,6 +202,13 @@ def test_hot_swap_under_load_fails_no_request(
         load.wait_until_served_by(1)
         done = time.monotonic()
         load.stop()
+        # The server's own process alone is stopped: the gate's process ends with its worker.
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while count_spawned(server.proc.pid):
+            assert time.monotonic() < deadline, "a process of the server outlived it"
+            time.sleep(0.05)
 
     # Reported, not asserted: a shared machine's scheduler decides what a wall clock says.
     def figures(since: float, until: float) -> str:

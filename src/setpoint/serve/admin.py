@@ -19,6 +19,8 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -176,7 +178,12 @@ class _GateProcess:
             # spawn, not fork: a forked copy of a serving worker would inherit its
             # threads' locks, its sockets and its open prediction log.
             context = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            self.pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=context,
+                initializer=_follow_parent,
+                initargs=(os.getpid(),),
+            )
         pool = self.pool
         loop = asyncio.get_running_loop()
         try:
@@ -223,6 +230,24 @@ async def promote_in_child(
         raise ApiError(error["status"], error["kind"], error["message"], errors=error["errors"])
     decision: dict[str, Any] = answer["decision"]
     return decision
+
+
+def _follow_parent(parent: int) -> None:
+    """In the gate's process: end with the worker that made it.
+
+    A worker can end without the pool's exit hook running (it does when
+    ``setpoint serve`` is stopped by SIGTERM; a SIGKILL runs nothing), which would
+    leave this process behind, holding the server's pipes and a second
+    interpreter's memory.
+    A promote cut off here is one transaction: the champion moved or it did not.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def _promote_job(order: dict[str, Any]) -> dict[str, Any]:
