@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from _support.serving import ServerProcess, records, serving
 from setpoint.project import Project
 from setpoint.registry.aliases import AliasKind, set_alias
+from setpoint.registry.api_keys import create_key
 from setpoint.store.workspace import Store
 from setpoint.traffic.local_log import LocalPredictionLog
 
@@ -84,6 +86,25 @@ class Load:
         """The longest a request sent between ``since`` and ``until`` waited, in seconds."""
         return max((took for sent, took in self.latencies if since <= sent <= until), default=0.0)
 
+    def longest_gap(self, since: float, until: float) -> float:
+        """The longest time between two answers (or an end) from ``since`` to ``until``, in s."""
+        ends = sorted(sent + took for sent, took in self.latencies if since <= sent + took <= until)
+        return max(b - a for a, b in zip([since, *ends], [*ends, until], strict=True))
+
+
+def count_spawned(leader: int) -> int:
+    """How many processes that multiprocessing spawned run in the session ``leader`` began."""
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            # the session id comes after the state, the parent and the group
+            if int(fields[3]) == leader:
+                count += b"spawn_main" in (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue  # it exited meanwhile
+    return count
+
 
 def logged_ids(project_dir: Path) -> list[str]:
     ids: list[str] = []
@@ -151,23 +172,57 @@ def test_hot_swap_under_load_fails_no_request(
     project_dir: Path, flights: pd.DataFrame, workers: int
 ) -> None:
     project = Project.open(project_dir)
+    auth = {"Authorization": f"Bearer {create_key(project.store.db, name='ops')}"}
     with serving(project_dir, workers=workers) as server, Load(server.url, flights) as load:
         load.wait_for(300)
         steady = time.monotonic()
         load.wait_for(600)
         swapping = time.monotonic()
-        project.promote(2, force=True, reason="swap under load")
+        answers: list[httpx.Response] = []
+        promote = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(
+                    f"{server.url}/v1/admin/promote",
+                    json={"version": 2, "force": True, "reason": "swap under load"},
+                    headers=auth,
+                    timeout=120,
+                )
+            )
+        )
+        spawned = count_spawned(server.proc.pid)  # the workers, if more than one
+        promote.start()
+        # The gate holds the GIL in long stretches: it must run outside the worker.
+        gated_apart = False
+        while promote.is_alive() and not gated_apart:
+            gated_apart = count_spawned(server.proc.pid) > spawned
+            time.sleep(0.01)
+        promote.join()
+        promoted = time.monotonic()
+        assert answers[0].status_code == 200, answers[0].text
         load.wait_until_served_by(2)
         project.rollback(reason="and back")
         load.wait_until_served_by(1)
         done = time.monotonic()
         load.stop()
+        # The server's own process alone is stopped: the gate's process ends with its worker.
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while count_spawned(server.proc.pid):
+            assert time.monotonic() < deadline, "a process of the server outlived it"
+            time.sleep(0.05)
+
     # Reported, not asserted: a shared machine's scheduler decides what a wall clock says.
+    def figures(since: float, until: float) -> str:
+        worst, gap = load.slowest(since, until), load.longest_gap(since, until)
+        return f"worst latency {worst * 1000:.0f} ms, longest gap {gap * 1000:.0f} ms"
+
     print(
-        f"\nworst request latency, {workers} worker(s): "
-        f"{load.slowest(steady, swapping) * 1000:.0f} ms without a swap, "
-        f"{load.slowest(swapping, done) * 1000:.0f} ms across two swaps"
+        f"\n{workers} worker(s): {figures(steady, swapping)} without a swap; "
+        f"{figures(swapping, promoted)} during POST /v1/admin/promote "
+        f"({promoted - swapping:.1f} s); {figures(promoted, done)} across the rollback"
     )
+    assert gated_apart, "the promote's gate ran in the serving worker"
     assert load.failures == []
     versions = [version for _, version in load.answered]
     assert 1 in versions
