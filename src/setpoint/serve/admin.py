@@ -6,11 +6,7 @@ traffic does not query the store on every request. A revoked key stops working
 within that time. These endpoints need an ``admin`` key: a ``feedback`` key is
 answered 403.
 
-A promote runs the gate (the champion scored on the held-out rows, a paired
-bootstrap): seconds of pandas and numpy work that hold the GIL in long stretches.
-In the serving process that would stall every request of the worker, so the
-gate runs in a child process of the worker, made at the first promote and kept
-for the next ones while they come, that calls the same ``Project.promote``.
+A promote's gate runs in a child process of the worker (``serve/gate_process.py``).
 """
 
 from __future__ import annotations
@@ -18,13 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import multiprocessing
-import os
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -32,23 +22,18 @@ from starlette.responses import Response
 
 from setpoint.errors import (
     ApiError,
-    InvalidRequestError,
-    SetpointError,
-    http_kind,
-    http_status,
 )
+from setpoint.serve.gate_process import promote_in_child
 from setpoint.serve.http import JSONResponse, read_json
 
 if TYPE_CHECKING:
-    from setpoint.project import Project
     from setpoint.serve.server import Server
 
-__all__ = ["check_key", "promote", "promote_in_child", "reload", "rollback"]
+__all__ = ["check_key", "promote", "reload", "rollback"]
 
 log = logging.getLogger(__name__)
 
 _CACHE_S = 5.0
-_GATE_IDLE_S = 120.0  # how long the gate's process outlives its latest promote
 _INT64 = (-(2**63), 2**63 - 1)
 _valid: dict[str, tuple[float, str, str]] = {}  # sha256 of a key -> (valid until, name, scope)
 
@@ -160,122 +145,6 @@ async def promote(server: Server, request: Request) -> Response:
             "serving": serving,
         }
     )
-
-
-class _GateProcess:
-    """The worker's one process for gates: made at the first promote, reused by the
-    next ones while they come, and closed when idle, so that an idle worker does not
-    hold a second interpreter's memory."""
-
-    def __init__(self) -> None:
-        self.pool: ProcessPoolExecutor | None = None
-        self.idle: asyncio.TimerHandle | None = None
-
-    async def run(self, order: dict[str, Any]) -> dict[str, Any]:
-        if self.idle is not None:
-            self.idle.cancel()
-        if self.pool is None:
-            # spawn, not fork: a forked copy of a serving worker would inherit its
-            # threads' locks, its sockets and its open prediction log.
-            context = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=context,
-                initializer=_follow_parent,
-                initargs=(os.getpid(),),
-            )
-        pool = self.pool
-        loop = asyncio.get_running_loop()
-        try:
-            answer: dict[str, Any] = await loop.run_in_executor(pool, _promote_job, order)
-        except BrokenProcessPool:
-            self.pool = None  # it died (killed, out of memory): the next promote makes another
-            raise
-        finally:
-            self.idle = loop.call_later(_GATE_IDLE_S, self.close, pool)
-        return answer
-
-    def close(self, pool: ProcessPoolExecutor) -> None:
-        if self.pool is pool:
-            self.pool = None
-        pool.shutdown(wait=False)
-
-
-_gate = _GateProcess()
-
-
-async def promote_in_child(
-    project: Project, *, version: int, reason: str, force: bool
-) -> dict[str, Any]:
-    """``project.promote(version, ...)`` in the gate's process: the decision as a dict.
-
-    The process gets the spec this server was started with (not the file as it is
-    now) and opens the same store. Its error comes back as the same error: same
-    status, kind and message.
-    """
-    order = {
-        "root": str(project.root),
-        "spec": project.spec.model_dump(mode="json"),
-        "version": version,
-        "reason": reason,
-        "force": force,
-    }
-    try:
-        answer = await _gate.run(order)
-    except BrokenProcessPool:
-        log.error("the process of the gate of version %d died", version)
-        raise
-    if "error" in answer:
-        error = answer["error"]
-        raise ApiError(error["status"], error["kind"], error["message"], errors=error["errors"])
-    decision: dict[str, Any] = answer["decision"]
-    return decision
-
-
-def _follow_parent(parent: int) -> None:
-    """In the gate's process: end with the worker that made it.
-
-    A worker can end without the pool's exit hook running (it does when
-    ``setpoint serve`` is stopped by SIGTERM; a SIGKILL runs nothing), which would
-    leave this process behind, holding the server's pipes and a second
-    interpreter's memory.
-    A promote cut off here is one transaction: the champion moved or it did not.
-    """
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
-
-
-def _promote_job(order: dict[str, Any]) -> dict[str, Any]:
-    """In the gate's process: ``Project.promote`` as ``order`` says; its decision or error."""
-    from setpoint.config.spec import ProjectSpec
-    from setpoint.project import Project
-    from setpoint.store.workspace import Store
-
-    try:
-        root = Path(order["root"])
-        project = Project(ProjectSpec.model_validate(order["spec"]), Store.open(root), root=root)
-        try:
-            decision = project.promote(
-                order["version"], reason=order["reason"], force=order["force"]
-            )
-        finally:
-            project.store.db.dispose()
-    except SetpointError as exc:
-        errors = exc.errors if isinstance(exc, ApiError | InvalidRequestError) else None
-        return {
-            "error": {
-                "status": http_status(exc),
-                "kind": http_kind(exc),
-                "message": str(exc),
-                "errors": errors,
-            }
-        }
-    return {"decision": decision.to_dict()}
 
 
 async def rollback(server: Server, request: Request) -> Response:

@@ -41,6 +41,7 @@ from setpoint.errors import (
 from setpoint.project import Project
 from setpoint.serve import admin
 from setpoint.serve.counters import Metrics
+from setpoint.serve.gate_process import close_gate_process
 from setpoint.serve.gauges import MonitorGauges
 from setpoint.serve.http import (
     JSONResponse,
@@ -111,6 +112,7 @@ class Server:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.router.close()
+        close_gate_process()
         if self.plog is not None:
             await asyncio.to_thread(self.plog.close)
         self.metrics.write_snapshot()
