@@ -30,7 +30,7 @@ from _serve_model import build
 
 from setpoint.project import Project
 from setpoint.serve.scorer import _predictions, load_scorer
-from setpoint.traffic.local_log import _encode
+from setpoint.traffic.segments import encode
 
 
 def best_us(fn: Callable[[], Any], number: int) -> float:
@@ -68,7 +68,7 @@ def stages(number: int) -> list[list[str]]:
         ("LightGBM Booster.predict (general path)", lambda: booster.predict(matrix, num_threads=1)),
         ("LightGBM prepared single-row path", lambda: model.head.predict(matrix, num_threads=1)),
         ("answer from the score", lambda: _predictions(model, scores)),
-        ("prediction log: encode the record", lambda: _encode(row)),
+        ("prediction log: encode the record", lambda: encode(row)),
         ("Scorer.score, all of the above but the log", lambda: scorer.score(records)),
     ]
     return [[name, f"{best_us(fn, number):.1f}"] for name, fn in timed]

@@ -34,7 +34,7 @@ from _support.serving import (
     records,
     serving,
 )
-from setpoint.traffic.local_log import read_logs
+from setpoint.traffic.segments import read_logs
 
 pytestmark = [pytest.mark.slow, pytest.mark.hostile]
 

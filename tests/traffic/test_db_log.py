@@ -21,7 +21,7 @@ from setpoint.errors import InvalidParameterError, StoreError
 from setpoint.store.db import Database
 from setpoint.store.tables import predictions
 from setpoint.traffic.db_log import DatabasePredictionLog
-from setpoint.traffic.local_log import SCHEMA
+from setpoint.traffic.segments import SCHEMA
 
 EXPECTED = pa.schema(
     [

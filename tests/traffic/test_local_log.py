@@ -22,7 +22,8 @@ import pytest
 
 from _support.mounts import fill, tmpfs
 from setpoint.errors import InvalidParameterError, PredictionLogCorruptError, StoreError
-from setpoint.traffic.local_log import LocalPredictionLog, read_log, read_logs
+from setpoint.traffic.local_log import LocalPredictionLog
+from setpoint.traffic.segments import read_log, read_logs
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from setpoint.traffic.local_log import LocalPredictionLog, read_log
+from setpoint.traffic.local_log import LocalPredictionLog
+from setpoint.traffic.segments import read_log
 
 pytestmark = pytest.mark.hostile
 

@@ -48,7 +48,7 @@ from setpoint._json import dumps
 from setpoint.errors import InvalidParameterError, StoreError
 from setpoint.store.db import Database, redact_url
 from setpoint.store.tables import predictions
-from setpoint.traffic.local_log import SCHEMA
+from setpoint.traffic.segments import SCHEMA
 
 __all__ = ["DatabasePredictionLog"]
 
@@ -378,7 +378,7 @@ class DatabasePredictionLog:
     def read(self, *, since: datetime | float | None = None) -> pa.Table:
         """Every committed record of the project, in insertion order; ``time >= since``.
 
-        The table has :data:`setpoint.traffic.local_log.SCHEMA`, ``inputs`` and ``output``
+        The table has :data:`setpoint.traffic.segments.SCHEMA`, ``inputs`` and ``output``
         as JSON text.
         """
         c = predictions.c

@@ -79,7 +79,7 @@ def _decoded(texts: list[str | None]) -> list[dict[str, Any]]:
 
 
 def decode_traffic(table: pa.Table, *, roles: tuple[str, ...] = SERVED_ROLES) -> Traffic:
-    """Rows of a log table (``local_log.SCHEMA``) logged in ``roles``, decoded."""
+    """Rows of a log table (``segments.SCHEMA``) logged in ``roles``, decoded."""
     frame = table.to_pandas(types_mapper=None)
     frame = frame[frame["role"].isin(roles)]
     frame = frame.sort_values("time", kind="stable").reset_index(drop=True)

@@ -21,7 +21,7 @@ from setpoint.traffic.frames import (
     join_feedback,
     load_traffic,
 )
-from setpoint.traffic.local_log import SCHEMA
+from setpoint.traffic.segments import SCHEMA
 
 __all__ = ["LABEL_TIME", "history", "traffic_as_of"]
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
-from setpoint.traffic.local_log import LocalPredictionLog, read_logs
+from setpoint.traffic.local_log import LocalPredictionLog
+from setpoint.traffic.segments import read_logs
 
 if TYPE_CHECKING:
     from setpoint.errors import StoreError

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from setpoint.traffic.local_log import seal_segments
+from setpoint.traffic.segments import seal_segments
 
 __all__ = ["main"]
 
