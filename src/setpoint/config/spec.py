@@ -231,6 +231,11 @@ class ServingSpec(_Strict):
         description="Open connections per worker; one more is answered 503 and closed.",
     )
 
+    @property
+    def feedback_keyed(self) -> bool:
+        """Whether POST /v1/feedback needs a key: ``feedback_auth``, else ``predict_auth``."""
+        return (self.feedback_auth or self.predict_auth) == "key"
+
 
 AlertRule = Literal["drift", "realized", "estimated"]
 

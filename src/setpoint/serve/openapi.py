@@ -230,15 +230,14 @@ def openapi_document(
     keyed = serving.predict_auth == "key"
     auth: list[dict[str, list[str]]] = [{"apiKey": []}] if keyed else []
     open_codes = ("400", "413", "415", "422", "503", *(("401", "403") if keyed else ()))
-    feedback_keyed = (serving.feedback_auth or serving.predict_auth) == "key"
-    feedback_auth: list[dict[str, list[str]]] = [{"apiKey": []}] if feedback_keyed else []
+    feedback_auth: list[dict[str, list[str]]] = [{"apiKey": []}] if serving.feedback_keyed else []
     feedback_codes = (
         "400",
         "409",
         "413",
         "415",
         "422",
-        *(("401", "403") if feedback_keyed else ()),
+        *(("401", "403") if serving.feedback_keyed else ()),
     )
     text = "^[^\\u0000]*$"  # PostgreSQL cannot store NUL in text
     label = _label_schema(LabelRule.of(scorer.model))

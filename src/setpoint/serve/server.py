@@ -267,7 +267,7 @@ class Server:
     async def feedback(self, request: Request) -> Response:
         from setpoint.registry.feedback import LabelRule, record_feedback
 
-        if (self.serving.feedback_auth or self.serving.predict_auth) == "key":
+        if self.serving.feedback_keyed:
             await admin.check_key(self, request, scope="feedback")
         body = await read_json(request, max_bytes=self.serving.max_body_bytes)
         items = _field(body, "feedback", list)
