@@ -37,6 +37,7 @@ __all__ = [
     "create_key",
     "key_scope",
     "list_keys",
+    "may_act",
     "revoke_key",
     "verify_key",
 ]
@@ -128,9 +129,14 @@ def verify_key(db: Database, key: str | None, *, scope: str = ADMIN) -> str | No
     An ``admin`` key may act in every scope; a ``feedback`` key only in its own.
     """
     found = key_scope(db, key)
-    if found is None or found[1] not in (scope, ADMIN):
+    if found is None or not may_act(found[1], scope):
         return None
     return found[0]
+
+
+def may_act(held: str, needed: str) -> bool:
+    """Whether a key of scope ``held`` may act in scope ``needed``: admin acts in every one."""
+    return held in (needed, ADMIN)
 
 
 def revoke_key(db: Database, *, name: str) -> None:

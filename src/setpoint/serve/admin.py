@@ -43,7 +43,7 @@ async def check_key(server: Server, request: Request, *, scope: str = "admin") -
 
     An ``admin`` key is valid for every scope; a ``feedback`` key for feedback only.
     """
-    from setpoint.registry.api_keys import ADMIN, key_scope
+    from setpoint.registry.api_keys import key_scope, may_act
 
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
@@ -66,7 +66,7 @@ async def check_key(server: Server, request: Request, *, scope: str = "admin") -
             raise ApiError(403, "forbidden", "The API key is not valid or was revoked.")
         name, has = found
         _valid[digest] = (now + _CACHE_S, name, has)
-    if has not in (scope, ADMIN):
+    if not may_act(has, scope):
         raise ApiError(
             403,
             "forbidden",
